@@ -1,0 +1,103 @@
+"""Faults injected on demand, matched by request path, to exercise the clients' retry paths.
+
+Kinds (what the client sees):
+
+- ``"5xx"``: an HTTP error status (``status``, default 503); neptune-query retries with backoff.
+- ``"429"``: Too Many Requests with ``Retry-After: <retry_after>``; neptune-query sleeps that long, and the
+  wait does not count against its soft retry budget.
+- ``"http_error"``: any ``status`` with an optional JSON ``body``; e.g. 400 on a signed-URL GET means
+  "URL expired, sign again" to the download code, 404 means "file gone, skip it".
+- ``"expired_token"``: 401 as for an expired access token. neptune-query does **not** retry this (it only
+  refreshes proactively from the JWT ``exp``), so the call fails with ``NeptuneUnexpectedResponseError``.
+  To exercise the refresh flow use ``FakeNeptune3.token_ttl_seconds`` instead.
+- ``"access_denied"``: 403 with ``{"errorType": "ACCESS_DENIED"}`` -> ``NeptuneProjectInaccessible``.
+- ``"slow"``: sleep ``delay`` seconds, then answer normally (or time out the client).
+- ``"reset"``: close the connection without an answer (a transport error; retried).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = frozenset({"5xx", "429", "http_error", "expired_token", "access_denied", "slow", "reset"})
+
+
+@dataclass
+class Fault:
+    """One rule. ``times=None`` means forever; ``hits`` counts how often it fired."""
+
+    path_regex: str
+    kind: str
+    times: int | None = 1
+    method: str | None = None
+    status: int | None = None
+    retry_after: float | None = None
+    delay: float = 0.0
+    body: Any = None
+    hits: int = 0
+    _pattern: re.Pattern[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(KINDS)}")
+        self._pattern = re.compile(self.path_regex)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.times is not None and self.hits >= self.times
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.exhausted:
+            return False
+        if self.method is not None and self.method.upper() != method.upper():
+            return False
+        return self._pattern.search(path) is not None
+
+
+class FaultInjector:
+    """Thread-safe list of fault rules; the first live matching rule fires."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._rules: list[Fault] = []
+
+    def add(
+        self,
+        path_regex: str,
+        kind: str,
+        *,
+        times: int | None = 1,
+        method: str | None = None,
+        status: int | None = None,
+        retry_after: float | None = None,
+        delay: float = 0.0,
+        body: Any = None,
+    ) -> Fault:
+        """Register a fault for requests whose path (without query string) matches ``path_regex``."""
+        if kind == "slow" and delay <= 0:
+            raise ValueError("a 'slow' fault needs delay > 0")
+        fault = Fault(path_regex, kind, times, method, status, retry_after, delay, body)
+        with self._lock:
+            self._rules.append(fault)
+        return fault
+
+    def take(self, method: str, path: str) -> Fault | None:
+        """Consume one hit of the first matching rule, if any."""
+        with self._lock:
+            for rule in self._rules:
+                if rule.matches(method, path):
+                    rule.hits += 1
+                    return rule
+        return None
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rules.clear()
+
+    @property
+    def rules(self) -> list[Fault]:
+        with self._lock:
+            return list(self._rules)
