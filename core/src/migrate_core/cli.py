@@ -1,0 +1,570 @@
+"""The `migrate` command line.
+
+Every command reads the same layered config (config.py); results go to stdout (`--json` for machines),
+logs and progress to stderr. Exit codes: 0 ok, 1 some runs failed (or lost data under --strict),
+2 usage or config error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+
+from . import __version__, config as cfg
+from .api import Selection, Sink, Source, Storage
+from .errors import MigrateError, PluginError, UsageError
+from .logsetup import configure_logging
+from .plugins import KINDS, Registry, discover
+
+app = typer.Typer(
+    name="migrate",
+    help="Move ML experiment-tracking history between systems (Neptune -> Pluto, ...) without losing data.\n\n"
+    "Typical: `migrate export --source demo`, `migrate inspect`, `migrate run --source neptune3 --sink pluto`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
+config_app = typer.Typer(help="Effective configuration.", no_args_is_help=True)
+app.add_typer(plugins_app, name="plugins")
+app.add_typer(config_app, name="config")
+
+# Tests inject extra plugins (in-memory fakes) here; users install entry points instead.
+EXTRA_PLUGINS: list[object] = []
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("-c", "--config", help="TOML config file (default: ./migrate.toml if present).", show_default=False),
+]
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override any config key: --set source.demo.runs=10 (repeatable).", show_default=False),
+]
+SourceOpt = Annotated[str | None, typer.Option("--source", help="Source plugin (default: demo).", show_default=False)]
+StorageOpt = Annotated[
+    str | None, typer.Option("--storage", help="Storage plugin (default: local_fs).", show_default=False)
+]
+SinkOpt = Annotated[str | None, typer.Option("--sink", help="Sink plugin, e.g. pluto.", show_default=False)]
+ProjectOpt = Annotated[
+    list[str] | None,
+    typer.Option("-p", "--project", help="Project id workspace/project (repeatable; default: all).", show_default=False),
+]
+RunsOpt = Annotated[str | None, typer.Option("-r", "--runs", help="Regex on run ids.", show_default=False)]
+AttrsOpt = Annotated[str | None, typer.Option("-a", "--attributes", help="Regex on attribute paths.", show_default=False)]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Runs in parallel (default 4).", show_default=False)]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows, losses); write nothing.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 if any value could not be carried.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+DataPathOpt = Annotated[
+    Path | None, typer.Option("--data-path", help="local_fs: parquet root (default ./exports/data).", show_default=False)
+]
+FilesPathOpt = Annotated[
+    Path | None, typer.Option("--files-path", help="local_fs: files root (default ./exports/files).", show_default=False)
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Redo runs already exported/loaded.")]
+RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Load runs whose last load failed.")]
+
+
+@dataclass
+class Options:
+    config: Path | None = None
+    sets: tuple[str, ...] = ()
+    source: str | None = None
+    storage: str | None = None
+    sink: str | None = None
+    projects: tuple[str, ...] = ()
+    runs: str | None = None
+    attributes: str | None = None
+    workers: int | None = None
+    strict: bool = False
+    data_path: Path | None = None
+    files_path: Path | None = None
+
+    def flags(self, storage_name: str | None = None) -> dict[str, Any]:
+        flags: dict[str, Any] = {
+            "run.source": self.source,
+            "run.storage": self.storage,
+            "run.sink": self.sink,
+            "run.projects": list(self.projects) if self.projects else None,
+            "run.runs": self.runs,
+            "run.attributes": self.attributes,
+            "run.workers": self.workers,
+            "run.strict": True if self.strict else None,
+        }
+        if storage_name:
+            flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
+            flags[f"storage.{storage_name}.files_path"] = str(self.files_path) if self.files_path else None
+        return flags
+
+
+class Session:
+    """Everything one command needs: config, registry, and the chosen components (built lazily)."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.registry: Registry = discover(EXTRA_PLUGINS)
+        first = cfg.load(options.config, options.sets, options.flags())
+        storage_name = first.run_config().storage
+        self.config = cfg.load(options.config, options.sets, options.flags(storage_name))
+        self.run = self.config.run_config()
+        self._validate_plugin_tables()
+
+    def _validate_plugin_tables(self) -> None:
+        failed = {f.name for f in self.registry.failed}
+        for kind in KINDS:
+            for name in self.config.table(kind):
+                if name in self.registry.components[kind]:
+                    cfg.validate(self.config, self.registry.components[kind][name].config_model, (kind, name))
+                elif name not in failed and name not in self.registry.disabled:
+                    choices = ", ".join(self.registry.names(kind)) or "none installed"
+                    raise cfg.ConfigError(
+                        f"config table [{kind}.{name}] ({self.config.origin(f'{kind}.{name}')}): "
+                        f"no {kind} plugin named {name!r}; installed: {choices}"
+                    )
+
+    def selection(self) -> Selection:
+        return Selection(
+            projects=tuple(self.run.projects),
+            runs=re.compile(self.run.runs) if self.run.runs else None,
+            attributes=re.compile(self.run.attributes) if self.run.attributes else None,
+        )
+
+    def plugin_config(self, kind: str, name: str) -> Any:
+        spec = self.registry.get(kind, name)  # type: ignore[arg-type]
+        return spec, cfg.validate(self.config, spec.config_model, (kind, name))
+
+    def build(self, kind: str, name: str | None) -> Any:
+        if not name:
+            raise UsageError(f"no {kind} chosen: pass --{kind} NAME or set run.{kind} in the config")
+        spec, config = self.plugin_config(kind, name)
+        try:
+            component = spec.factory(config)
+        except MigrateError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{kind} {name!r} could not start: {type(exc).__name__}: {exc}") from exc
+        if not getattr(component, "name", ""):
+            component.name = name
+        return component
+
+    def storage(self) -> Storage:
+        return self.build("storage", self.run.storage)
+
+    def source(self) -> Source:
+        return self.build("source", self.run.source)
+
+    def sink(self) -> Sink:
+        return self.build("sink", self.run.sink)
+
+
+def _options(**kwargs: Any) -> Options:
+    return Options(
+        config=kwargs.get("config"),
+        sets=tuple(kwargs.get("set_") or ()),
+        source=kwargs.get("source"),
+        storage=kwargs.get("storage"),
+        sink=kwargs.get("sink"),
+        projects=tuple(kwargs.get("project") or ()),
+        runs=kwargs.get("runs"),
+        attributes=kwargs.get("attributes"),
+        workers=kwargs.get("workers"),
+        strict=bool(kwargs.get("strict")),
+        data_path=kwargs.get("data_path"),
+        files_path=kwargs.get("files_path"),
+    )
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def _progress(json_out: bool):
+    from .progress import LineProgress, Progress, RichProgress
+
+    if json_out:
+        return Progress()
+    return RichProgress() if sys.stderr.isatty() else LineProgress()
+
+
+# ------------------------------------------------------------------------------------------- root
+
+
+def _version(value: bool) -> None:
+    if value:
+        _out(f"migrate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="MIGRATE_LOG_LEVEL")
+    ] = "info",
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="auto (console on a terminal, else JSON lines), console or json.")
+    ] = "auto",
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    if log_format not in ("auto", "console", "json"):
+        raise UsageError(f"--log-format {log_format!r}: choose auto, console or json")
+    try:
+        configure_logging(log_level.lower(), log_format)
+    except ValueError as exc:
+        raise UsageError(f"--log-level: {exc}") from None
+
+
+# ------------------------------------------------------------------------------------------- moving data
+
+
+def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bool) -> None:
+    from .orchestrator import Orchestrator
+
+    session = Session(_options(**kwargs))
+    json_out = bool(kwargs.get("json_out"))
+    storage = session.storage()
+    source = session.source() if need_source else None
+    sink = session.sink() if need_sink else None
+    selection = session.selection()
+    try:
+        if kwargs.get("dry_run"):
+            from .plan import make_plan, render_plan
+
+            plan = make_plan(command, storage, selection, source=source, sink=sink, force=bool(kwargs.get("force")))
+            _emit_json(plan) if json_out else render_plan(plan)
+            return
+        components = {"storage": session.run.storage}
+        if source is not None:
+            components["source"] = session.run.source
+        if sink is not None:
+            components["sink"] = session.run.sink or ""
+        session.registry.pm.hook.migrate_before_run(command=command, selection=selection, components=components)
+        orch = Orchestrator(
+            storage,
+            source=source,
+            sink=sink,
+            source_name=session.run.source if source is not None else "",
+            selection=selection,
+            workers=session.run.workers,
+            force=bool(kwargs.get("force")),
+            retry_failed=bool(kwargs.get("retry_failed")),
+            progress=_progress(json_out),
+            hooks=session.registry.pm.hook,
+            cancel=threading.Event(),
+        )
+        summary = getattr(orch, command)()
+        data = summary.as_json()
+        session.registry.pm.hook.migrate_after_run(command=command, summary=data)
+    finally:
+        for component in (source, sink, storage):
+            if component is not None:
+                component.close()
+    _emit_json(data) if json_out else _render_summary(data)
+    code = summary.exit_code(session.run.strict)
+    if code:
+        raise typer.Exit(code)
+
+
+def _render_summary(data: dict[str, Any]) -> None:
+    for stage, c in data["stages"].items():
+        _out(
+            f"{stage}: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
+            + (f", {c['cancelled']} interrupted" if c["cancelled"] else "")
+            + f" · {c['rows']:,} rows · {c['files']:,} files · {c['bytes']:,} bytes"
+        )
+    if not data["stages"]:
+        _out(f"{data['command']}: nothing selected")
+    losses = data["losses"]
+    if losses:
+        _out("not carried: " + "; ".join(f"{n} {what}" for what, n in losses.items()))
+    else:
+        _out("not carried: nothing (lossless)")
+    failed = [r for r in data["runs"] if r["status"] == "failed"]
+    for r in failed:
+        _out(f"FAILED {r['stage']} {r['project_id']} {r['run_id']}: {r['reason']}")
+    if data["interrupted"]:
+        _out("interrupted: re-run the same command to resume")
+    _out(f"time: {data['seconds']:.1f} s")
+
+
+@app.command()
+def export(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: SourceOpt = None,
+    storage: StorageOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    attributes: AttrsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    force: ForceOpt = False,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Source -> storage. Complete runs are skipped; interrupted ones are redone from scratch."""
+    _move("export", locals(), need_source=True, need_sink=False)
+
+
+@app.command()
+def load(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    sink: SinkOpt = None,
+    storage: StorageOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    force: ForceOpt = False,
+    retry_failed: RetryOpt = False,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Storage -> sink (also reads neptune-exporter dumps). Parents load before their forks."""
+    _move("load", locals(), need_source=False, need_sink=True)
+
+
+@app.command()
+def run(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: SourceOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    attributes: AttrsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    force: ForceOpt = False,
+    retry_failed: RetryOpt = False,
+    dry_run: DryRunOpt = False,
+    strict: StrictOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Export and load, pipelined: each run is loaded as soon as its export commits."""
+    _move("run", locals(), need_source=True, need_sink=True)
+
+
+@app.command()
+def verify(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    sink: SinkOpt = None,
+    storage: StorageOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Read every loaded run back from the sink and reconcile it with storage; exit 1 on any mismatch."""
+    from .api import Sink as SinkBase
+    from .orchestrator import Orchestrator
+
+    session = Session(_options(**locals()))
+    storage_obj = session.storage()
+    sink_obj = session.sink()
+    try:
+        if type(sink_obj).verify_run is SinkBase.verify_run:
+            raise UsageError(f"sink {session.run.sink!r} has no verification; nothing to check")
+        orch = Orchestrator(
+            storage_obj, sink=sink_obj, selection=session.selection(), workers=session.run.workers,
+            progress=_progress(json_out),
+        )
+        summary = orch.verify()
+    finally:
+        sink_obj.close()
+        storage_obj.close()
+    results = [
+        {"project_id": o.project_id, "run_id": o.run_id, "ok": o.status == "ok", "mismatches": o.report.notes
+         or ([o.reason] if o.reason else [])}
+        for o in summary.outcomes
+    ]
+    if json_out:
+        _emit_json({"ok": all(r["ok"] for r in results), "runs": results})
+    else:
+        for r in results:
+            _out(f"{'ok      ' if r['ok'] else 'MISMATCH'} {r['project_id']} {r['run_id']}")
+            for m in r["mismatches"]:
+                _out(f"    {m}")
+        bad = sum(1 for r in results if not r["ok"])
+        _out(f"verify: {len(results) - bad} ok, {bad} mismatched")
+    code = summary.exit_code(False)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command()
+def inspect(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """What is in storage: runs, completeness (manifest or neptune-exporter's part_0 rule), rows by type."""
+    from .inventory import describe_run
+    from .ledger import LEDGER_FILE, Ledger
+
+    session = Session(_options(**locals()))
+    storage_obj = session.storage()
+    selection = session.selection()
+    stored = [
+        r for r in storage_obj.list_runs(selection.projects)
+        if selection.wants_project(r.project_id) and selection.wants_run(r.run_id)
+    ]
+    states: dict[tuple[str, str], dict[str, str]] = {}
+    if (storage_obj.state_dir() / LEDGER_FILE).exists():
+        ledger = Ledger(storage_obj.state_dir())
+        for entry in ledger.entries():
+            states.setdefault((entry.project_id, entry.run_id), {})[entry.target] = entry.state
+        ledger.close()
+    rows = [describe_run(storage_obj, r, states.get(r.key)) for r in stored]
+    if json_out:
+        _emit_json(rows)
+        return
+    if not rows:
+        _out(f"storage {storage_obj.describe()} is empty")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} runs in {storage_obj.describe()}")
+    for column in ("project", "run", "state", "rows", "by type", "loads"):
+        table.add_column(column)
+    for r in rows:
+        state = ("complete" if r["complete"] else "INCOMPLETE") + ("" if r["has_manifest"] else " (foreign)")
+        if r["problem"]:
+            state += f": {r['problem']}"
+        table.add_row(
+            r["project_id"], r["run_id"], state, f"{r['rows']:,}",
+            ", ".join(f"{t} {n:,}" for t, n in r["rows_by_type"].items()),
+            ", ".join(f"{t}: {s}" for t, s in r["loads"].items()),
+        )
+    Console().print(table)
+
+
+# ------------------------------------------------------------------------------------------- plugins, config
+
+
+@plugins_app.command("list")
+def plugins_list(json_out: JsonOpt = False) -> None:
+    """Every installed source, storage and sink, and plugins that failed to load (with the reason)."""
+    registry = discover(EXTRA_PLUGINS)
+    data = registry.as_json()
+    if json_out:
+        _emit_json(data)
+        return
+    for key in ("sources", "storages", "sinks"):
+        _out(f"{key}:")
+        for row in data[key]:
+            _out(f"  {row['name']:<12} {row['description']}  [{row['distribution']} {row['version']}]")
+        if not data[key]:
+            _out("  (none)")
+    if data["failed"]:
+        _out("failed to load:")
+        for row in data["failed"]:
+            _out(f"  {row['name']:<12} {row['error']}  [{row['distribution']} {row['version']}]")
+
+
+@config_app.command("show")
+def config_show(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: SourceOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The effective configuration after file, env, --set and flags, with every default; secrets masked."""
+    session = Session(_options(**locals()))
+    effective: dict[str, Any] = {"run": session.run.model_dump(mode="json")}
+    for kind in KINDS:
+        chosen = getattr(session.run, kind)
+        names = set(session.config.table(kind)) | ({chosen} if chosen else set())
+        for name in sorted(names):
+            if name in session.registry.components[kind]:
+                _spec, model = session.plugin_config(kind, name)
+                effective.setdefault(kind, {})[name] = model.model_dump(mode="json")
+    effective = cfg.masked(effective)
+    if json_out:
+        _emit_json(effective)
+    else:
+        _out(_to_toml(effective))
+
+
+def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
+    lines: list[str] = []
+    tables = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        elif value is not None:
+            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
+    for key, value in tables:
+        name = f"{prefix}.{key}" if prefix else key
+        body = _to_toml(value, name)
+        if any(not isinstance(v, dict) for v in value.values()):
+            lines.append(f"\n[{name}]")
+        lines.append(body)
+    return "\n".join(line for line in lines if line != "").strip()
+
+
+# ------------------------------------------------------------------------------------------- entry point
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry: one-line errors, the documented exit codes."""
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="migrate", standalone_mode=False)
+        code = result if isinstance(result, int) else 0
+    except MigrateError as exc:
+        sys.stderr.write(f"migrate: error: {exc}\n")
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        sys.stderr.write("migrate: interrupted\n")
+        code = 130
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("migrate: interrupted\n")
+        code = 130
+    sys.stdout.flush()
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

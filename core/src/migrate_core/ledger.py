@@ -1,0 +1,87 @@
+"""The ledger: per (run, sink target) load state, so every command resumes where it stopped.
+
+States: pending -> in_progress -> done | failed. An `in_progress` row found at start means the previous
+process died mid-run; it is loaded again (sinks are idempotent). SQLite gives atomic, durable updates
+from many worker threads and stays fast at tens of thousands of runs, where rewriting one JSON file per
+state change would not.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LEDGER_FILE = "migrate-ledger.sqlite"
+STATES = ("pending", "in_progress", "done", "failed")
+
+
+@dataclass(frozen=True)
+class Entry:
+    project_id: str
+    run_id: str
+    target: str
+    state: str
+    error: str | None
+    counts: dict[str, Any]
+    updated_at: float
+
+
+class Ledger:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / LEDGER_FILE
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=DELETE")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(
+            """CREATE TABLE IF NOT EXISTS loads (
+                project_id TEXT NOT NULL, run_id TEXT NOT NULL, target TEXT NOT NULL,
+                state TEXT NOT NULL, error TEXT, counts TEXT NOT NULL DEFAULT '{}',
+                updated_at REAL NOT NULL, PRIMARY KEY (project_id, run_id, target))"""
+        )
+
+    def get(self, project_id: str, run_id: str, target: str) -> Entry | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT state, error, counts, updated_at FROM loads WHERE project_id=? AND run_id=? AND target=?",
+                (project_id, run_id, target),
+            ).fetchone()
+        if row is None:
+            return None
+        return Entry(project_id, run_id, target, row[0], row[1], json.loads(row[2]), row[3])
+
+    def set(
+        self, project_id: str, run_id: str, target: str, state: str, error: str | None = None,
+        counts: dict[str, Any] | None = None,
+    ) -> None:
+        if state not in STATES:
+            raise ValueError(f"unknown ledger state {state!r}")
+        with self._lock:
+            self._db.execute(
+                """INSERT INTO loads (project_id, run_id, target, state, error, counts, updated_at)
+                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (project_id, run_id, target) DO UPDATE SET
+                   state=excluded.state, error=excluded.error, counts=excluded.counts,
+                   updated_at=excluded.updated_at""",
+                (project_id, run_id, target, state, error, json.dumps(counts or {}), time.time()),
+            )
+
+    def entries(self, target: str | None = None) -> list[Entry]:
+        query = "SELECT project_id, run_id, target, state, error, counts, updated_at FROM loads"
+        args: tuple[Any, ...] = ()
+        if target is not None:
+            query += " WHERE target=?"
+            args = (target,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY project_id, run_id", args).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

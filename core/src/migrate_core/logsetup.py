@@ -1,0 +1,51 @@
+"""One `configure_logging()`: structlog on stderr (stdout stays for results), secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, TextIO
+
+import structlog
+
+from .config import SECRET_WORDS
+
+LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+
+
+def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
+    for key in list(event):
+        if SECRET_WORDS.search(key) and not key.endswith("_env"):
+            event[key] = "********"
+    return event
+
+
+def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
+    """Console lines on a terminal, JSON lines otherwise; `fmt` forces one of them."""
+    stream = stream or sys.stderr
+    if level not in LEVELS:
+        raise ValueError(f"unknown log level {level!r}; choose one of {', '.join(LEVELS)}")
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            _redact,
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
+        logger_factory=structlog.PrintLoggerFactory(stream),
+        cache_logger_on_first_use=False,
+    )
+    # SDKs log through the standard library; keep them on stderr and quieter than ours.
+    root = logging.getLogger()
+    if not any(getattr(h, "_migrate", False) for h in root.handlers):
+        handler = logging.StreamHandler(stream)
+        handler._migrate = True  # type: ignore[attr-defined]
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(max(LEVELS[level], logging.WARNING))

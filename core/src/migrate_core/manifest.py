@@ -1,0 +1,209 @@
+"""The run manifest: our side file that says what a stored run holds and whether it is complete.
+
+neptune-exporter's only completeness marker is `part_0`; it has no counts, no checksums and marks crashed
+runs complete. A manifest is written with status "writing" when a run starts and rewritten with status
+"complete" after every part is committed, so a crash at any moment leaves a run that is visibly incomplete.
+Per attribute it records type, row count, step range and first/last value; `verify` reconciles against it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections import Counter
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from . import __version__
+from .format import VALUE_COLUMN
+
+FORMAT = "migrate.run-manifest"
+SCHEMA_VERSION = 1
+STRING_PREVIEW = 200
+LINEAGE_PARENT = "sys/forking/parent"
+LINEAGE_STEP = "sys/forking/step"
+
+_FIRST_LAST_COLUMNS = ("float_value", "int_value", "string_value", "bool_value", "datetime_value")
+
+
+def json_value(value: Any) -> Any:
+    """A JSON-safe rendering of a cell: non-finite floats as strings, decimals and datetimes as text."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, Decimal):
+        return format(value.normalize(), "f") if value == value.to_integral() else format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, str) and len(value) > STRING_PREVIEW:
+        return {"prefix": value[:STRING_PREVIEW], "length": len(value)}
+    return value
+
+
+class AttributeStats:
+    """Accumulates per-attribute statistics over the batches of one run, vectorised per batch."""
+
+    def __init__(self) -> None:
+        self.attributes: dict[str, dict[str, Any]] = {}
+        self.rows = 0
+        self.rows_by_type: Counter[str] = Counter()
+
+    def update(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        self.rows += table.num_rows
+        aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max")]
+        aggregations += [(column, "first") for column in _FIRST_LAST_COLUMNS]
+        aggregations += [(column, "last") for column in _FIRST_LAST_COLUMNS]
+        grouped = table.group_by(["attribute_path", "attribute_type"], use_threads=False).aggregate(aggregations)
+        for row in grouped.to_pylist():
+            self._merge(row)
+
+    def _merge(self, row: dict[str, Any]) -> None:
+        path, type_ = row["attribute_path"], row["attribute_type"]
+        count = row["count_all"]
+        self.rows_by_type[type_] += count
+        column = VALUE_COLUMN.get(type_)
+        first = row.get(f"{column}_first") if column in _FIRST_LAST_COLUMNS else None
+        last = row.get(f"{column}_last") if column in _FIRST_LAST_COLUMNS else None
+        entry = self.attributes.get(path)
+        if entry is None:
+            self.attributes[path] = {
+                "type": type_,
+                "rows": count,
+                "step_min": row["step_min"],
+                "step_max": row["step_max"],
+                "first": first,
+                "last": last,
+            }
+            return
+        if entry["type"] != type_:
+            entry.setdefault("other_types", Counter())[type_] += count
+            return
+        entry["rows"] += count
+        entry["step_min"] = _pick(min, entry["step_min"], row["step_min"])
+        entry["step_max"] = _pick(max, entry["step_max"], row["step_max"])
+        if last is not None or column not in _FIRST_LAST_COLUMNS:
+            entry["last"] = last
+        if entry["first"] is None:
+            entry["first"] = first
+
+    def value_of(self, path: str) -> Any:
+        entry = self.attributes.get(path)
+        return None if entry is None else entry["first"]
+
+    def lineage(self) -> dict[str, Any]:
+        step = self.value_of(LINEAGE_STEP)
+        return {"parent_run_id": self.value_of(LINEAGE_PARENT), "fork_step": step}
+
+    def as_json(self) -> dict[str, Any]:
+        out = {}
+        for path, entry in sorted(self.attributes.items()):
+            item = {key: json_value(value) for key, value in entry.items() if key != "other_types"}
+            if "other_types" in entry:
+                item["other_types"] = dict(entry["other_types"])
+            out[path] = item
+        return out
+
+
+def _pick(fn: Any, a: Any, b: Any) -> Any:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return fn(a, b)
+
+
+def new_manifest(project_id: str, run_id: str, source: dict[str, Any], writer: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "status": "writing",
+        "project_id": project_id,
+        "run_id": run_id,
+        "source": dict(source),
+        "writer": {"name": writer, "migrate_core": __version__},
+        "started_at": _now(),
+    }
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def finish_manifest(
+    manifest: dict[str, Any],
+    stats: AttributeStats,
+    parts: list[dict[str, Any]],
+    files: list[dict[str, Any]],
+    lineage: dict[str, Any] | None,
+    report: dict[str, Any] | None,
+) -> dict[str, Any]:
+    done = dict(manifest)
+    merged = stats.lineage()
+    merged.update({k: v for k, v in (lineage or {}).items() if v is not None})
+    done.update(
+        status="complete",
+        completed_at=_now(),
+        lineage={key: json_value(value) for key, value in merged.items()},
+        rows=stats.rows,
+        rows_by_type=dict(sorted(stats.rows_by_type.items())),
+        parts=parts,
+        files=files,
+        attributes=stats.as_json(),
+        losses=dict((report or {}).get("losses", {})),
+        notes=list((report or {}).get("notes", [])),
+    )
+    return done
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """tmp + fsync + rename, so a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, ensure_ascii=False, indent=1, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def read_manifest(path: Path) -> dict[str, Any] | None:
+    """The manifest at `path`, or None if absent; a corrupt one reads as a run with status "corrupt"."""
+    try:
+        with path.open(encoding="utf-8") as handle:
+            data = json.load(handle)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        return {"format": FORMAT, "status": "corrupt", "error": f"unreadable manifest {path.name}: {exc}"}
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        return {"format": FORMAT, "status": "corrupt", "error": f"{path.name} is not a migrate run manifest"}
+    return data

@@ -1,0 +1,494 @@
+"""The orchestrator: source -> storage -> sink, per run, in bounded worker pools.
+
+- export: list -> select -> per run: storage writer -> commit (manifest last). Complete runs are skipped,
+  partial ones redone from scratch.
+- load: stored runs -> parents before forks -> worker pool -> sink.load_run -> ledger.
+- run: both, pipelined: a run is loaded as soon as its export commits.
+One failing run never stops the others. Ctrl+C sets a cancel flag that every worker checks between
+batches, so state stays resumable (parts stay `.tmp`, ledger rows go back to pending).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from .api import RunContext, RunReader, RunReport, Selection, Sink, Source, SourceRun, Storage, StoredRun
+from .errors import Cancelled, MigrateError
+from .ledger import Ledger
+from .progress import Progress
+
+log = structlog.get_logger("migrate")
+
+Key = tuple[str, str]
+
+
+@dataclass
+class Outcome:
+    project_id: str
+    run_id: str
+    stage: str
+    status: str  # ok | failed | skipped | cancelled
+    reason: str | None = None
+    report: RunReport = field(default_factory=RunReport)
+    seconds: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "project_id": self.project_id,
+            "run_id": self.run_id,
+            "stage": self.stage,
+            "status": self.status,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            **self.report.as_dict(),
+        }
+
+
+@dataclass
+class Summary:
+    command: str
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
+    interrupted: bool = False
+
+    def count(self, stage: str | None = None) -> dict[str, int]:
+        counts = {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 0}
+        for o in self.outcomes:
+            if stage is None or o.stage == stage:
+                counts[o.status] += 1
+        return counts
+
+    def losses(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for o in self.outcomes:
+            for name, n in o.report.losses.items():
+                total[name] = total.get(name, 0) + n
+        return dict(sorted(total.items()))
+
+    def exit_code(self, strict: bool) -> int:
+        if self.interrupted:
+            return 130
+        if any(o.status == "failed" for o in self.outcomes):
+            return 1
+        if strict and self.losses():
+            return 1
+        return 0
+
+    def as_json(self) -> dict[str, Any]:
+        stages = sorted({o.stage for o in self.outcomes})
+        elapsed = (self.finished or time.monotonic()) - self.started
+        return {
+            "command": self.command,
+            "interrupted": self.interrupted,
+            "seconds": round(elapsed, 3),
+            "stages": {
+                s: {
+                    **self.count(s),
+                    "rows": sum(o.report.rows for o in self.outcomes if o.stage == s),
+                    "files": sum(o.report.files for o in self.outcomes if o.stage == s),
+                    "bytes": sum(o.report.bytes for o in self.outcomes if o.stage == s),
+                }
+                for s in stages
+            },
+            "losses": self.losses(),
+            "runs": [o.as_json() for o in self.outcomes],
+        }
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line: our errors speak for themselves, others get their type name."""
+    if isinstance(exc, MigrateError):
+        text = str(exc)
+    else:
+        text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:2000]
+
+
+class Orchestrator:
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        source: Source | None = None,
+        sink: Sink | None = None,
+        source_name: str = "",
+        selection: Selection | None = None,
+        workers: int = 4,
+        force: bool = False,
+        retry_failed: bool = False,
+        progress: Progress | None = None,
+        hooks: Any = None,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.storage = storage
+        self.source = source
+        self.sink = sink
+        self.source_name = source_name or getattr(source, "name", "")
+        self.selection = selection or Selection()
+        self.workers = max(1, workers)
+        self.force = force
+        self.retry_failed = retry_failed
+        self.progress = progress or Progress()
+        self.hooks = hooks
+        self.cancel = cancel or threading.Event()
+        self._ledger: Ledger | None = None
+
+    # ----------------------------------------------------------------- public commands
+
+    def export(self) -> Summary:
+        return self._execute("export", export=True, load=False)
+
+    def load(self) -> Summary:
+        return self._execute("load", export=False, load=True)
+
+    def run(self) -> Summary:
+        return self._execute("run", export=True, load=True)
+
+    def verify(self) -> Summary:
+        assert self.sink is not None
+        summary = Summary("verify")
+        runs = [r for r in self._stored_runs() if r.complete]
+        self.progress.start("verify", len(runs))
+        try:
+            for outcome in self._pool_map(self._verify_one, runs):
+                summary.outcomes.append(outcome)
+                self.progress.run_done(outcome.status == "ok")
+        except KeyboardInterrupt:
+            self.cancel.set()
+            summary.interrupted = True
+        finally:
+            self.progress.stop()
+        summary.finished = time.monotonic()
+        return summary
+
+    # ----------------------------------------------------------------- the engine
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            self._ledger = Ledger(self.storage.state_dir())
+        return self._ledger
+
+    def _stored_runs(self) -> list[StoredRun]:
+        runs = self.storage.list_runs(self.selection.projects)
+        return [r for r in runs if self.selection.wants_project(r.project_id) and self.selection.wants_run(r.run_id)]
+
+    def _execute(self, command: str, export: bool, load: bool) -> Summary:
+        summary = Summary(command)
+        job = _Job(self, summary, load=load)
+        try:
+            if export:
+                assert self.source is not None
+                job.run_exports(self.source.list_runs(self.selection))
+            else:
+                job.run_loads(self._stored_runs())
+        except KeyboardInterrupt:
+            self.cancel.set()
+            summary.interrupted = True
+            job.shutdown()
+        finally:
+            self.progress.stop()
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+        if any(o.status == "cancelled" for o in summary.outcomes):
+            summary.interrupted = True
+        summary.finished = time.monotonic()
+        return summary
+
+    # ----------------------------------------------------------------- per-run work (worker threads)
+
+    def export_one(self, run: SourceRun) -> Outcome:
+        started = time.monotonic()
+        report = RunReport()
+        out = Outcome(run.project_id, run.run_id, "export", "ok", report=report)
+        existing = self.storage.get_run(run.project_id, run.run_id)
+        if existing is not None and existing.complete and existing.has_manifest and not self.force:
+            out.status, out.reason = "skipped", "already exported (use --force to export again)"
+            return out
+        source_info: dict[str, Any] = {"plugin": self.source_name, "version": getattr(self.source, "version", "")}
+        if run.modification_time is not None:
+            source_info["modification_time"] = run.modification_time.isoformat()
+        if run.info:
+            source_info["info"] = dict(run.info)
+        writer = None
+        try:
+            self._check_cancel()
+            writer = self.storage.begin_run(run.project_id, run.run_id, source_info)
+            ctx = RunContext(report, self.cancel, self.progress.rows)
+            assert self.source is not None
+            self.source.export_run(run, self.selection, writer, ctx)
+            ctx.check_cancelled()
+            lineage = {"parent_run_id": run.parent_run_id} if run.parent_run_id else None
+            writer.commit(lineage=lineage, report=report)
+        except BaseException as exc:  # noqa: BLE001 - every failure is per run
+            if writer is not None:
+                try:
+                    writer.abort()
+                except Exception as abort_exc:  # pragma: no cover - reported, not fatal
+                    report.note(f"cleanup after failure failed: {describe_error(abort_exc)}")
+            out.status = "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
+            out.reason = "interrupted" if out.status == "cancelled" else describe_error(exc)
+        out.seconds = time.monotonic() - started
+        return out
+
+    def load_one(self, stored: StoredRun) -> Outcome:
+        assert self.sink is not None
+        started = time.monotonic()
+        report = RunReport()
+        out = Outcome(stored.project_id, stored.run_id, "load", "ok", report=report)
+        target = self.sink.target()
+        try:
+            self._check_cancel()
+            self.ledger.set(stored.project_id, stored.run_id, target, "in_progress")
+            ctx = RunContext(report, self.cancel, self.progress.rows)
+            self.sink.load_run(RunReader(self.storage, stored), ctx)
+            ctx.check_cancelled()
+            self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict())
+        except BaseException as exc:  # noqa: BLE001 - every failure is per run
+            if isinstance(exc, Cancelled | KeyboardInterrupt):
+                out.status, out.reason = "cancelled", "interrupted"
+                self.ledger.set(stored.project_id, stored.run_id, target, "pending", counts=report.as_dict())
+            else:
+                out.status, out.reason = "failed", describe_error(exc)
+                self.ledger.set(stored.project_id, stored.run_id, target, "failed", out.reason, report.as_dict())
+        out.seconds = time.monotonic() - started
+        return out
+
+    def load_decision(self, stored: StoredRun) -> str | None:
+        """Why `stored` is not loaded now (a skip reason), or None to load it."""
+        if not stored.complete:
+            return f"incomplete export: {stored.problem or 'no part_0'}"
+        assert self.sink is not None
+        entry = self.ledger.get(stored.project_id, stored.run_id, self.sink.target())
+        if entry is None or self.force:
+            return None
+        if entry.state == "done":
+            return "already loaded (use --force to load again)"
+        if entry.state == "failed" and not self.retry_failed:
+            return f"failed before: {entry.error} (use --retry-failed)"
+        return None
+
+    def _verify_one(self, stored: StoredRun) -> Outcome:
+        assert self.sink is not None
+        report = RunReport()
+        out = Outcome(stored.project_id, stored.run_id, "verify", "ok", report=report)
+        started = time.monotonic()
+        try:
+            result = self.sink.verify_run(RunReader(self.storage, stored), RunContext(report, self.cancel))
+            report.add(rows=sum(result.checked.values()) if result.checked else 0)
+            if not result.ok:
+                out.status = "failed"
+                out.reason = "; ".join(result.mismatches) or "mismatch"
+            for mismatch in result.mismatches:
+                report.note(mismatch)
+        except Exception as exc:
+            out.status, out.reason = "failed", describe_error(exc)
+        out.seconds = time.monotonic() - started
+        return out
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled()
+
+    def _pool_map(self, fn: Callable[[Any], Outcome], items: Iterable[Any]) -> Iterator[Outcome]:
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="migrate") as pool:
+            futures = [pool.submit(fn, item) for item in items]
+            try:
+                for future in futures:
+                    while True:
+                        try:
+                            yield future.result(timeout=0.2)
+                            break
+                        except TimeoutError:
+                            continue
+            except BaseException:
+                self.cancel.set()
+                for future in futures:
+                    future.cancel()
+                raise
+
+    def notify_error(self, command: str, outcome: Outcome) -> None:
+        if self.hooks is not None:
+            self.hooks.migrate_on_run_error(
+                command=command,
+                project_id=outcome.project_id,
+                run_id=outcome.run_id,
+                stage=outcome.stage,
+                error=outcome.reason or "",
+                report=outcome.report,
+            )
+
+
+class _Job:
+    """One command's scheduling state: exports feed loads, forks wait for their parents."""
+
+    def __init__(self, orch: Orchestrator, summary: Summary, load: bool) -> None:
+        self.orch = orch
+        self.summary = summary
+        self.load_enabled = load
+        self.export_pool = ThreadPoolExecutor(orch.workers, thread_name_prefix="migrate-export")
+        self.load_pool = ThreadPoolExecutor(orch.workers, thread_name_prefix="migrate-load")
+        self.futures: dict[Future[Outcome], str] = {}
+        self.expected: set[Key] = set()
+        self.loaded: dict[Key, bool] = {}
+        self.waiting: dict[Key, list[StoredRun]] = {}
+
+    def shutdown(self) -> None:
+        for future in self.futures:
+            future.cancel()
+        self.export_pool.shutdown(wait=True, cancel_futures=True)
+        self.load_pool.shutdown(wait=True, cancel_futures=True)
+
+    # -- exports (run, export)
+    def run_exports(self, runs: Iterator[SourceRun]) -> None:
+        self.orch.progress.start(self.summary.command, None)
+        try:
+            pending = iter(runs)
+            exhausted = False
+            while True:
+                # keep the export pool fed without materialising a 100k-run listing at once
+                while not exhausted and self._in_flight("export") < self.orch.workers * 2:
+                    run = next(pending, None)
+                    if run is None:
+                        exhausted = True
+                        self.orch.progress.set_total(self._total_known())
+                        break
+                    if self.load_enabled:
+                        self.expected.add(run.key)
+                    self.futures[self.export_pool.submit(self.orch.export_one, run)] = "export"
+                    self.orch.progress.set_total(self._total_known(), final=False)
+                if not self.futures:
+                    if exhausted:
+                        break
+                    continue
+                self._collect()
+            self._fail_stranded()
+        finally:
+            self.shutdown()
+
+    def _total_known(self) -> int:
+        return len({(o.project_id, o.run_id) for o in self.summary.outcomes}) + len(self.futures)
+
+    # -- loads (load)
+    def run_loads(self, stored: list[StoredRun]) -> None:
+        self.orch.progress.start(self.summary.command, len(stored))
+        try:
+            candidates = []
+            for run in stored:
+                reason = self.orch.load_decision(run)
+                if reason is not None:
+                    self._record(Outcome(run.project_id, run.run_id, "load", "skipped", reason))
+                    if reason.startswith("already loaded"):
+                        self.loaded[run.key] = True
+                    continue
+                self.expected.add(run.key)
+                candidates.append(run)
+            for run in candidates:
+                self._ready(run)
+            while self.futures:
+                self._collect()
+            self._fail_stranded()
+        finally:
+            self.shutdown()
+
+    def _in_flight(self, kind: str) -> int:
+        return sum(1 for k in self.futures.values() if k == kind)
+
+    def _collect(self) -> None:
+        done, _ = wait(list(self.futures), timeout=0.2, return_when=FIRST_COMPLETED)
+        for future in done:
+            kind = self.futures.pop(future)
+            outcome = future.result()
+            self._record(outcome)
+            if kind == "export":
+                self._after_export(outcome)
+            else:
+                self._after_load(outcome)
+
+    def _record(self, outcome: Outcome) -> None:
+        self.summary.outcomes.append(outcome)
+        event = {"ok": "run_done", "failed": "run_failed", "skipped": "run_skipped", "cancelled": "run_cancelled"}
+        fields: dict[str, Any] = {
+            "stage": outcome.stage,
+            "project": outcome.project_id,
+            "run": outcome.run_id,
+            "rows": outcome.report.rows,
+        }
+        if outcome.reason:
+            fields["reason"] = outcome.reason
+        if outcome.report.losses:
+            fields["losses"] = dict(outcome.report.losses)
+        level = "warning" if outcome.status == "failed" else "info"
+        getattr(log, level)(event[outcome.status], **fields)
+        if outcome.status == "failed":
+            self.orch.notify_error(self.summary.command, outcome)
+        final = outcome.stage == "load" or not self.load_enabled or outcome.status in ("failed", "cancelled")
+        if final:
+            self.orch.progress.run_done(outcome.status in ("ok", "skipped"))
+
+    def _after_export(self, outcome: Outcome) -> None:
+        if not self.load_enabled:
+            return
+        key = (outcome.project_id, outcome.run_id)
+        if outcome.status not in ("ok", "skipped"):
+            self.expected.discard(key)
+            self._loaded(key, False)
+            return
+        stored = self.orch.storage.get_run(*key)
+        if stored is None:
+            self._record(Outcome(*key, "load", "failed", "storage lost the run right after export"))
+            self._loaded(key, False)
+            return
+        reason = self.orch.load_decision(stored)
+        if reason is not None:
+            self._record(Outcome(*key, "load", "skipped", reason))
+            self._loaded(key, reason.startswith("already loaded"))
+            return
+        self._ready(stored)
+
+    def _after_load(self, outcome: Outcome) -> None:
+        self._loaded((outcome.project_id, outcome.run_id), outcome.status == "ok")
+
+    def _ready(self, run: StoredRun) -> None:
+        """Submit a load now, or park it until its parent's load finished (parents before forks)."""
+        try:
+            parent = self.orch.storage.lineage(run).get("parent_run_id")
+        except Exception as exc:
+            self._record(Outcome(run.project_id, run.run_id, "load", "failed", describe_error(exc)))
+            self._loaded(run.key, False)
+            return
+        if parent and parent != run.run_id:
+            parent_key = (run.project_id, str(parent))
+            if parent_key in self.expected and parent_key not in self.loaded:
+                self.waiting.setdefault(parent_key, []).append(run)
+                return
+            if self.loaded.get(parent_key) is False:
+                self._record(
+                    Outcome(run.project_id, run.run_id, "load", "failed", f"parent run {parent!r} failed to load")
+                )
+                self._loaded(run.key, False)
+                return
+        self.futures[self.load_pool.submit(self.orch.load_one, run)] = "load"
+
+    def _loaded(self, key: Key, ok: bool) -> None:
+        self.loaded[key] = ok
+        for child in self.waiting.pop(key, []):
+            self._ready(child)
+
+    def _fail_stranded(self) -> None:
+        """Forks whose parent never finished (a lineage cycle, or an interrupted parent) are reported."""
+        for parent, children in list(self.waiting.items()):
+            for child in children:
+                reason = "interrupted" if self.orch.cancel.is_set() else f"parent run {parent[1]!r} never loaded"
+                status = "cancelled" if self.orch.cancel.is_set() else "failed"
+                self._record(Outcome(child.project_id, child.run_id, "load", status, reason))
+        self.waiting.clear()

@@ -1,0 +1,424 @@
+"""Parquet storage laid out exactly like neptune-exporter's dumps, plus our manifest side files.
+
+    <data_path>/<S(project_id)>/<S(run_id)>_part_<N>.parquet       committed parts (part_0 renamed last)
+    <data_path>/<S(project_id)>/<S(run_id)>_part_<N>.parquet.tmp   parts of a run being written
+    <data_path>/<S(project_id)>/<S(run_id)>.manifest.json          our manifest ("writing" -> "complete")
+    <files_path>/<S(project_id)>/<S(run_id)>/<attribute path>/<name>   files; `file_value.path` is relative
+                                                                   to <files_path>/<S(project_id)>
+
+Side files have no `_part_` in their names and no directories are added at the data root, so the existing
+loaders ignore them (exporter-format.md section 7.1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from migrate_core.api import RunReport, RunWriter, Storage, StoredRun
+from migrate_core.errors import DataError
+from migrate_core.format import SCHEMA, conform, sanitize_path_part, schema_problems
+from migrate_core.manifest import (
+    LINEAGE_PARENT,
+    LINEAGE_STEP,
+    AttributeStats,
+    finish_manifest,
+    fsync_dir,
+    new_manifest,
+    read_manifest,
+    write_json_atomic,
+)
+from migrate_core.paths import resolve_inside, safe_relative, safe_segment
+
+PART_RE = re.compile(r"^(?P<stem>.+)_part_(?P<n>\d+)\.parquet(?P<tmp>\.tmp)?$")
+MANIFEST_SUFFIX = ".manifest.json"
+COPY_CHUNK = 1 << 20
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalFsStorage(Storage):
+    name = "local_fs"
+
+    def __init__(
+        self,
+        data_path: Path,
+        files_path: Path,
+        part_target_bytes: int = 50 * 1024 * 1024,
+        row_group_rows: int = 262_144,
+        compression: str = "snappy",
+    ) -> None:
+        self.data_path = Path(data_path)
+        self.files_path = Path(files_path)
+        self.part_target_bytes = max(int(part_target_bytes), 1024)
+        self.row_group_rows = max(int(row_group_rows), 1)
+        self.compression = compression
+
+    def describe(self) -> str:
+        return f"local_fs:{self.data_path}"
+
+    def state_dir(self) -> Path:
+        self.data_path.mkdir(parents=True, exist_ok=True)
+        return self.data_path
+
+    # ---------------------------------------------------------------- listing
+
+    def list_runs(self, projects: Iterable[str] = ()) -> list[StoredRun]:
+        wanted = {sanitize_path_part(p) for p in projects}
+        if not self.data_path.is_dir():
+            return []
+        runs: list[StoredRun] = []
+        for project_dir in sorted(p for p in self.data_path.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if wanted and project_dir.name not in wanted:
+                continue
+            runs.extend(self._runs_in(project_dir))
+        return runs
+
+    def get_run(self, project_id: str, run_id: str) -> StoredRun | None:
+        project_dir = self.data_path / sanitize_path_part(project_id)
+        stem = sanitize_path_part(run_id)
+        if not project_dir.is_dir():
+            return None
+        files = [p for p in project_dir.iterdir() if p.name.startswith(stem)]
+        groups = self._group(files)
+        if stem not in groups:
+            return None
+        return self._stored(project_dir, stem, groups[stem])
+
+    def _group(self, paths: Iterable[Path]) -> dict[str, list[Path]]:
+        groups: dict[str, list[Path]] = {}
+        for path in paths:
+            name = path.name
+            match = PART_RE.match(name)
+            if match:
+                groups.setdefault(match["stem"], []).append(path)
+            elif name.endswith(MANIFEST_SUFFIX) and not name.startswith("."):
+                groups.setdefault(name[: -len(MANIFEST_SUFFIX)], []).append(path)
+        return groups
+
+    def _runs_in(self, project_dir: Path) -> list[StoredRun]:
+        groups = self._group(project_dir.iterdir())
+        return [self._stored(project_dir, stem, groups[stem]) for stem in sorted(groups)]
+
+    def _stored(self, project_dir: Path, stem: str, paths: list[Path]) -> StoredRun:
+        committed: dict[int, Path] = {}
+        pending = False
+        manifest_path = project_dir / f"{stem}{MANIFEST_SUFFIX}"
+        for path in paths:
+            match = PART_RE.match(path.name)
+            if not match:
+                continue
+            if match["tmp"]:
+                pending = True
+            else:
+                committed[int(match["n"])] = path
+        parts = tuple(str(committed[n]) for n in sorted(committed))
+        manifest = read_manifest(manifest_path)
+        problem = None
+        if manifest is not None:
+            project_id = manifest.get("project_id") or project_dir.name
+            run_id = manifest.get("run_id") or stem
+            status = manifest.get("status")
+            complete = status == "complete" and 0 in committed
+            if status == "corrupt":
+                problem = manifest.get("error")
+                manifest = None
+            elif status != "complete":
+                problem = "export did not finish (manifest status %r)" % status
+            elif 0 not in committed:
+                problem = "manifest says complete but part_0 is missing"
+            else:
+                listed = {p["name"] for p in manifest.get("parts", [])}
+                missing = sorted(listed - {Path(p).name for p in parts})
+                if missing:
+                    complete, problem = False, f"parts listed in the manifest are missing: {', '.join(missing)}"
+        else:
+            complete = 0 in committed
+            project_id, run_id = self._identity(project_dir, stem, list(committed.values()) + [
+                p for p in paths if p.name.endswith(".tmp")
+            ])
+            if not complete:
+                problem = "interrupted export (.tmp parts, no part_0)" if pending else "no part_0"
+        return StoredRun(
+            project_id=project_id,
+            run_id=run_id,
+            complete=complete,
+            manifest=manifest,
+            location=str(project_dir / stem),
+            problem=problem,
+            parts=parts,
+        )
+
+    def _identity(self, project_dir: Path, stem: str, parts: list[Path]) -> tuple[str, str]:
+        """Ids come from the columns (file names are not reversible); unreadable parts fall back to names."""
+        for path in sorted(parts, key=lambda p: p.name):
+            try:
+                pf = pq.ParquetFile(path)
+                if pf.metadata.num_rows == 0:
+                    continue
+                table = pf.read_row_group(0, columns=["project_id", "run_id"])
+            except Exception:
+                continue
+            if table.num_rows:
+                return str(table["project_id"][0].as_py()), str(table["run_id"][0].as_py())
+        return project_dir.name, stem
+
+    # ---------------------------------------------------------------- reading
+
+    def read(
+        self, run: StoredRun, columns: Iterable[str] | None = None, batch_rows: int = 262_144
+    ) -> Iterator[pa.RecordBatch]:
+        wanted = list(columns) if columns is not None else list(SCHEMA.names)
+        unknown = [c for c in wanted if c not in SCHEMA.names]
+        if unknown:
+            raise ValueError(f"unknown columns {unknown}")
+        for part in run.parts:
+            yield from self._read_part(Path(part), wanted, batch_rows)
+
+    def _read_part(self, path: Path, columns: list[str], batch_rows: int) -> Iterator[pa.RecordBatch]:
+        try:
+            pf = pq.ParquetFile(path)
+            schema = pf.schema_arrow
+        except Exception as exc:
+            raise DataError(f"{path}: not a readable parquet file ({_short(exc)})") from exc
+        problems = schema_problems(schema)
+        if problems:
+            raise DataError(f"{path}: wrong schema: {'; '.join(problems)}")
+        try:
+            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+                yield batch.replace_schema_metadata(None) if batch.schema.metadata else batch
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(f"{path}: corrupt parquet data ({_short(exc)})") from exc
+
+    def open_file(self, run: StoredRun, path: str) -> IO[bytes]:
+        full = resolve_inside(self._files_root(run.project_id), path)
+        return full.open("rb")
+
+    def iter_files(self, run: StoredRun, path: str) -> Iterator[tuple[str, int]]:
+        """(relative path, size) of the file at `path`, or of every file under it if it is a directory."""
+        root = self._files_root(run.project_id)
+        full = resolve_inside(root, path)
+        if full.is_file():
+            yield path, full.stat().st_size
+            return
+        root_real = Path(os.path.realpath(root))
+        for dirpath, _dirs, names in sorted(os.walk(full)):
+            for name in sorted(names):
+                inner = Path(dirpath) / name
+                rel = inner.relative_to(root_real).as_posix()
+                resolved = resolve_inside(root, rel)
+                yield rel, resolved.stat().st_size
+
+    def _files_root(self, project_id: str) -> Path:
+        return self.files_path / sanitize_path_part(project_id)
+
+    def lineage(self, run: StoredRun) -> dict[str, Any]:
+        if run.manifest is not None:
+            return dict(run.manifest.get("lineage") or {})
+        stats = AttributeStats()
+        for part in run.parts:
+            try:
+                table = pq.read_table(
+                    part,
+                    filters=[("attribute_path", "in", [LINEAGE_PARENT, LINEAGE_STEP])],
+                    schema=SCHEMA,
+                )
+            except Exception as exc:
+                raise DataError(f"{part}: not a readable parquet file ({_short(exc)})") from exc
+            stats.update(table)
+        return stats.lineage()
+
+    # ---------------------------------------------------------------- writing
+
+    def begin_run(self, project_id: str, run_id: str, source: Mapping[str, Any]) -> RunWriter:
+        return LocalRunWriter(self, project_id, run_id, dict(source))
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class LocalRunWriter(RunWriter):
+    """Writes one run: buffered row groups, parts rotated by size, commit renames part_0 last."""
+
+    def __init__(self, storage: LocalFsStorage, project_id: str, run_id: str, source: dict[str, Any]) -> None:
+        self.storage = storage
+        self.project_id = project_id
+        self.run_id = run_id
+        self.stem = sanitize_path_part(run_id)
+        self.project_dir = storage.data_path / sanitize_path_part(project_id)
+        self.files_root = storage._files_root(project_id)
+        self.run_files_dir = self.files_root / self.stem
+        self.manifest_path = self.project_dir / f"{self.stem}{MANIFEST_SUFFIX}"
+        self.stats = AttributeStats()
+        self.files: list[dict[str, Any]] = []
+        self._used_paths: set[str] = set()
+        self._buffer: list[pa.Table] = []
+        self._buffered_rows = 0
+        self._buffered_bytes = 0
+        self._parts: list[dict[str, Any]] = []
+        self._sink: pa.NativeFile | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._part_rows = 0
+        self._closed = False
+
+        self.project_dir.mkdir(parents=True, exist_ok=True)
+        self._manifest = new_manifest(project_id, run_id, source, "migrate-local-fs")
+        write_json_atomic(self.manifest_path, self._manifest)
+        self._remove_leftovers()
+
+    # A leftover from an earlier attempt must never mix with this one.
+    def _remove_leftovers(self) -> None:
+        for path in self.project_dir.iterdir():
+            match = PART_RE.match(path.name)
+            if match and match["stem"] == self.stem:
+                path.unlink(missing_ok=True)
+        if self.run_files_dir.is_symlink() or self.run_files_dir.is_file():
+            self.run_files_dir.unlink()
+        elif self.run_files_dir.exists():
+            shutil.rmtree(self.run_files_dir)
+
+    def _part_path(self, n: int, tmp: bool = True) -> Path:
+        return self.project_dir / f"{self.stem}_part_{n}.parquet{'.tmp' if tmp else ''}"
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        table = conform(data)
+        if table.num_rows == 0:
+            return
+        self.stats.update(table)
+        self._buffer.append(table)
+        self._buffered_rows += table.num_rows
+        self._buffered_bytes += table.nbytes
+        if self._buffered_rows >= self.storage.row_group_rows or self._buffered_bytes >= self._slice_bytes():
+            self._flush()
+
+    def _slice_bytes(self) -> int:
+        # Compressed parquet is no larger than the Arrow data, so slices of half the target keep every
+        # part under about 1.5x the target even when one incoming batch is huge.
+        return max(self.storage.part_target_bytes // 2, 1)
+
+    def _flush(self) -> None:
+        if not self._buffer:
+            return
+        table = pa.concat_tables(self._buffer) if len(self._buffer) > 1 else self._buffer[0]
+        self._buffer, self._buffered_rows, self._buffered_bytes = [], 0, 0
+        limit = self._slice_bytes()
+        rows_per_slice = table.num_rows
+        if table.nbytes > limit:
+            rows_per_slice = max(1, int(table.num_rows * limit / table.nbytes))
+        for offset in range(0, table.num_rows, rows_per_slice):
+            self._write_slice(table.slice(offset, rows_per_slice))
+
+    def _write_slice(self, table: pa.Table) -> None:
+        if self._writer is not None and self._sink is not None and self._sink.tell() >= self.storage.part_target_bytes:
+            self._close_part()
+        if self._writer is None:
+            path = self._part_path(len(self._parts))
+            self._sink = pa.OSFile(str(path), "wb")
+            self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression=self.storage.compression)
+            self._part_rows = 0
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        self._part_rows += table.num_rows
+
+    def _close_part(self) -> None:
+        assert self._writer is not None and self._sink is not None
+        self._writer.close()
+        self._sink.close()
+        path = self._part_path(len(self._parts))
+        _fsync_file(path)
+        self._parts.append({"name": self._part_path(len(self._parts), tmp=False).name, "rows": self._part_rows,
+                            "bytes": path.stat().st_size})
+        self._writer, self._sink = None, None
+
+    def write_file(self, attribute_path: str, name: str, data: bytes | IO[bytes] | Path) -> str:
+        relative = f"{self.stem}/{safe_relative(attribute_path)}/{safe_segment(name or 'file')}"
+        relative = self._unique(relative)
+        target = resolve_inside(self.files_root, relative)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        with target.open("wb") as out:
+            if isinstance(data, bytes | bytearray | memoryview):
+                out.write(data)
+                digest.update(data)
+                size = len(data)
+            else:
+                handle = Path(data).open("rb") if isinstance(data, str | Path) else data
+                try:
+                    while chunk := handle.read(COPY_CHUNK):
+                        out.write(chunk)
+                        digest.update(chunk)
+                        size += len(chunk)
+                finally:
+                    if handle is not data:
+                        handle.close()
+            out.flush()
+            os.fsync(out.fileno())
+        self.files.append(
+            {"path": relative, "attribute_path": attribute_path, "name": name, "size": size,
+             "sha256": digest.hexdigest()}
+        )
+        return relative
+
+    def _unique(self, relative: str) -> str:
+        candidate, n = relative, 1
+        while candidate in self._used_paths:
+            stem, dot, ext = relative.rpartition(".")
+            candidate = f"{stem}-{n}.{ext}" if dot and "/" not in ext else f"{relative}-{n}"
+            n += 1
+        self._used_paths.add(candidate)
+        return candidate
+
+    def commit(self, lineage: Mapping[str, Any] | None = None, report: RunReport | None = None) -> None:
+        self._flush()
+        if self._writer is None and not self._parts:
+            # An empty run still gets part_0, so it is complete and never re-exported forever.
+            self._sink = pa.OSFile(str(self._part_path(0)), "wb")
+            self._writer = pq.ParquetWriter(self._sink, SCHEMA, compression=self.storage.compression)
+            self._writer.write_table(SCHEMA.empty_table())
+            self._part_rows = 0
+        if self._writer is not None:
+            self._close_part()
+        for n in reversed(range(len(self._parts))):
+            os.replace(self._part_path(n), self._part_path(n, tmp=False))
+        fsync_dir(self.project_dir)
+        manifest = finish_manifest(
+            self._manifest,
+            self.stats,
+            self._parts,
+            self.files,
+            dict(lineage) if lineage else None,
+            report.as_dict() if report else None,
+        )
+        write_json_atomic(self.manifest_path, manifest)
+        self._closed = True
+
+    def abort(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._writer is not None:
+                self._writer.close()
+            if self._sink is not None:
+                self._sink.close()
+        finally:
+            self._writer, self._sink = None, None
+            for n in range(len(self._parts) + 1):
+                self._part_path(n).unlink(missing_ok=True)
