@@ -217,6 +217,28 @@ def test_pluto_client_retries_through_injected_5xx(pluto_client_env: FakePluto) 
     assert srv.run(op.id).metric("retry/m") == {5: (1.0, T0)}
 
 
+def test_pluto_client_float_step_poisons_its_batch(pluto_client_env: FakePluto) -> None:  # noqa: F811
+    """The client sends steps as given; the fake's u64 rule rejects 3.5 like production does:
+    lines before it are kept, the rest of that batch is lost (the client still reports success)."""
+    import pluto
+
+    srv = pluto_client_env
+    op = pluto.init(project="proj", name="steps", settings=srv.client_settings(sync_process_retry_max=1))
+    groups = [({"fs/a": 1.0}, 1, T0 / 1000), ({"fs/a": 2.0}, 2.0, T0 / 1000), ({"fs/a": 3.0}, 3.5, T0 / 1000)]
+    groups.append(({"fs/a": 4.0}, 4, T0 / 1000))
+    op._log_metrics_batch(groups)  # one SQLite transaction -> one upload batch
+    op.log({"fs/art": pluto.Artifact(b"xyz", caption="ckpt/model v1.pt")}, step=7)
+    op.finish()
+    run = srv.run(op.id)
+    assert run.metric("fs/a") == {1: (1.0, T0), 2: (2.0, T0)}  # 2.0 arrives as 2 (SQLite INTEGER affinity)
+    assert {r.status for r in srv.requests_to("/ingest/metrics")} == {422}
+    (f,) = run.files
+    # the caption is kept verbatim, but the fileName is sanitised (and, for in-memory bytes,
+    # the client derives a junk extension / fileType from its staging file name)
+    assert f.caption == "ckpt/model v1.pt" and f.file_name.startswith("ckpt-model-v1.pt.")
+    assert f.content == b"xyz"
+
+
 # ---------------------------------------------------------------------------------------------
 # auth
 # ---------------------------------------------------------------------------------------------
@@ -415,7 +437,7 @@ def test_metrics_bad_line_stops_request_and_keeps_earlier_lines(bad: bytes, stat
             assert body["message"].startswith("Failed to parse JSON line")
         else:
             assert body["code"] == "INVALID_METRIC_FORMAT"
-        assert srv.ingested("proj", 7).series("m").points() == {1: (1.0, T0)}
+        assert srv.ingested("proj", 7).metric("m") == {1: (1.0, T0)}
         assert srv.errors == []
 
 
@@ -430,11 +452,11 @@ def test_metrics_accepted_edge_values(api: Api, fake_pluto: FakePluto) -> None: 
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
     assert r.text == "Stream processed successfully: 9 records"
     d = fake_pluto.ingested("proj", 3)
-    assert d.series("m").points() == {2**64 - 1: (1.0, 0), 0: (5.0, 1)}
-    assert math.isnan(d.series("nan").points()[0][0]) and math.isnan(d.series("nan").points()[1][0])
-    assert d.series("inf").points() == {0: (math.inf, 1), 1: (math.inf, 2)}
-    assert d.series("ninf").points() == {0: (-math.inf, 1), 1: (-math.inf, 2)}
-    assert d.series("big").points() == {1: (12345678901234567890.0, 2)}
+    assert d.metric("m") == {2**64 - 1: (1.0, 0), 0: (5.0, 1)}
+    assert math.isnan(d.metric("nan")[0][0]) and math.isnan(d.metric("nan")[1][0])
+    assert d.metric("inf") == {0: (math.inf, 1), 1: (math.inf, 2)}
+    assert d.metric("ninf") == {0: (-math.inf, 1), 1: (-math.inf, 2)}
+    assert d.metric("big") == {1: (12345678901234567890.0, 2)}
     assert "skip" not in d.metrics
     assert api.ingest("metrics", 3, b"").text == "Stream processed successfully: 0 records"
 
@@ -469,7 +491,7 @@ def test_missing_headers_and_unknown_run(api: Api, fake_pluto: FakePluto) -> Non
         "/ingest/metrics", content=line, headers={**api.auth(), "X-Run-Id": "abc", "X-Project-Name": "p"}
     )
     assert r.status_code == 200
-    assert fake_pluto.ingested("p", 0).series("m").points() == {1: (1.0, T0)}
+    assert fake_pluto.ingested("p", 0).metric("m") == {1: (1.0, T0)}
 
 
 @pytest.mark.parametrize(
@@ -715,7 +737,7 @@ def test_fault_5xx_and_times(api: Api, fake_pluto: FakePluto) -> None:  # noqa: 
     assert [api.ingest("metrics", 1, body).status_code for _ in range(3)] == [500, 500, 200]
     assert fault.hits == 2 and fault.exhausted and len(fake_pluto.faults) == 0
     assert fake_pluto.count("POST /ingest/metrics") == 3
-    assert fake_pluto.ingested("proj", 1).series("m").raw_count == 1  # failed attempts stored nothing
+    assert fake_pluto.ingested("proj", 1).metrics["m"].raw_count == 1  # failed attempts stored nothing
 
 
 def test_fault_429_with_retry_after(api: Api, fake_pluto: FakePluto) -> None:  # noqa: F811
@@ -806,5 +828,5 @@ def test_metrics_ingest_throughput(api: Api, fake_pluto: FakePluto) -> None:  # 
         assert api.ingest("metrics", 1, body).status_code == 200
     rate = 20 * 5000 * 10 / (time.perf_counter() - start)
     assert fake_pluto.total_metric_rows() == 1_000_000
-    assert len(fake_pluto.ingested("proj", 1).series("m3")) == 5000
+    assert len(fake_pluto.ingested("proj", 1).metrics["m3"]) == 5000
     assert rate > 250_000, f"{rate:.0f} points/s"  # measured ~3-4M points/s; generous floor for CI noise

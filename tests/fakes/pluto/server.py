@@ -849,7 +849,7 @@ class FakePluto:
         with self.state.lock:
             data = self.state.data_for(project, run_id)
             for name, (steps, values, times) in batch.series.items():
-                data.series(name).append(steps, values, times)
+                data.series_for_write(name).append(steps, values, times)
             if batch.rows:
                 data.last_ingest_ms = now_ms()
         return self._ingest_result(batch.rows, err)

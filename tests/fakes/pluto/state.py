@@ -62,10 +62,12 @@ class MetricSeries:
     the result until the next write.
     """
 
-    __slots__ = ("name", "_steps", "_values", "_times", "_count", "_raw_cache", "_dedup_cache")
+    __slots__ = ("name", "_lock", "_steps", "_values", "_times", "_count", "_raw_cache", "_dedup_cache")
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lock: threading.RLock | None = None) -> None:
         self.name = name
+        # The server's state lock: reads compact the chunk lists, which must not race an append.
+        self._lock = lock if lock is not None else threading.RLock()
         self._steps: list[np.ndarray] = []
         self._values: list[np.ndarray] = []
         self._times: list[np.ndarray] = []
@@ -77,12 +79,13 @@ class MetricSeries:
         """Add one batch of rows (arrays of equal length; uint64, float64, uint64)."""
         if len(steps) == 0:
             return
-        self._steps.append(steps)
-        self._values.append(values)
-        self._times.append(times)
-        self._count += len(steps)
-        self._raw_cache = None
-        self._dedup_cache = None
+        with self._lock:
+            self._steps.append(steps)
+            self._values.append(values)
+            self._times.append(times)
+            self._count += len(steps)
+            self._raw_cache = None
+            self._dedup_cache = None
 
     @property
     def raw_count(self) -> int:
@@ -91,6 +94,10 @@ class MetricSeries:
 
     def raw(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All written rows in insertion order as ``(steps, values, times)``."""
+        with self._lock:
+            return self._raw_locked()
+
+    def _raw_locked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._raw_cache is None:
             if not self._steps:
                 self._raw_cache = (
@@ -110,8 +117,12 @@ class MetricSeries:
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Deduplicated ``(steps, values, times)`` sorted by step: per step the latest time wins,
         and among equal times the later write wins."""
+        with self._lock:
+            return self._arrays_locked()
+
+    def _arrays_locked(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         if self._dedup_cache is None:
-            steps, values, times = self.raw()
+            steps, values, times = self._raw_locked()
             if len(steps) == 0:
                 self._dedup_cache = (steps, values, times)
             else:
@@ -207,18 +218,25 @@ class ObjectStore:
 class RunData:
     """The ClickHouse side of one ``(project, runId)``: metrics, data, logs and files."""
 
-    def __init__(self) -> None:
+    def __init__(self, lock: threading.RLock | None = None) -> None:
+        self.lock = lock if lock is not None else threading.RLock()
         self.metrics: dict[str, MetricSeries] = {}
         self.data: list[DataRow] = []
         self.logs: list[LogRow] = []
         self.files: list[FileRow] = []
         self.last_ingest_ms: int | None = None
 
-    def series(self, name: str) -> MetricSeries:
+    def series_for_write(self, name: str) -> MetricSeries:
+        """The series to append to, created on first use (inspection should use ``metric()``)."""
         s = self.metrics.get(name)
         if s is None:
-            s = self.metrics[name] = MetricSeries(name)
+            s = self.metrics[name] = MetricSeries(name, self.lock)
         return s
+
+    def metric(self, name: str) -> dict[int, tuple[float, int]]:
+        """Deduplicated points of one metric as ``{step: (value, time_ms)}`` ({} when absent)."""
+        s = self.metrics.get(name)
+        return {} if s is None else s.points()
 
     def data_of(self, data_type: str | None = None) -> dict[str, list[DataRow]]:
         """Data rows grouped by log name, optionally filtered by ``dataType``."""
@@ -273,8 +291,7 @@ class Run:
 
     def metric(self, name: str) -> dict[int, tuple[float, int]]:
         """Deduplicated points of one metric as ``{step: (value, time_ms)}`` ({} when absent)."""
-        s = self.store.metrics.get(name)
-        return {} if s is None else s.points()
+        return self.store.metric(name)
 
     @property
     def data(self) -> list[DataRow]:
@@ -345,11 +362,12 @@ class State:
         return p
 
     def data_for(self, project: str, run_id: int) -> RunData:
-        key = (project, run_id)
-        d = self.run_data.get(key)
-        if d is None:
-            d = self.run_data[key] = RunData()
-        return d
+        with self.lock:
+            key = (project, run_id)
+            d = self.run_data.get(key)
+            if d is None:
+                d = self.run_data[key] = RunData(self.lock)
+            return d
 
     def new_run(self, project: Project, **kwargs: Any) -> Run:
         project.counter += 1
