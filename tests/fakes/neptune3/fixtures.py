@@ -2,7 +2,9 @@
 
 Import them into a test module (no conftest changes needed)::
 
-    from tests.fakes.neptune3.fixtures import fake_neptune3  # noqa: F401
+    from tests.fakes.neptune3 import fixtures
+
+    fake_neptune3 = fixtures.fake_neptune3  # binding it by name makes pytest find it (and keeps ruff quiet)
 
     def test_something(fake_neptune3):
         fake_neptune3.data.run("r1", configs={"lr": 0.1})

@@ -308,33 +308,27 @@ class FakeNeptune3:
 
     # -- dispatch ------------------------------------------------------------------------------------------
     def dispatch(self, request: _Request) -> Answer | None:
-        started = time.time()
-        fault = self.faults.take(request.method, request.path)
-        answer: Answer | None
-        if fault is not None and fault.kind == "slow":
-            time.sleep(fault.delay)
-        if fault is not None and fault.kind not in ("slow",):
-            answer = self._fault_answer(fault)
-        else:
-            answer = self._route(request)
+        """Record the request (before answering, so slow ones are visible), apply faults, route."""
         body = None
         if request.raw and request.headers.get("Content-Type", "").startswith("application/json"):
             try:
                 body = request.json()
             except ValueError:
                 body = None
+        record = RequestRecord(request.method, request.path, request.query, 0, body, None, time.time())
         with self._lock:
-            self.requests.append(
-                RequestRecord(
-                    request.method,
-                    request.path,
-                    request.query,
-                    0 if answer is None else answer.status,
-                    body,
-                    None if fault is None else fault.kind,
-                    started,
-                )
-            )
+            self.requests.append(record)
+        fault = self.faults.take(request.method, request.path)
+        answer: Answer | None
+        if fault is not None:
+            record.fault = fault.kind
+            if fault.kind == "slow":
+                time.sleep(fault.delay)
+        if fault is not None and fault.kind != "slow":
+            answer = self._fault_answer(fault)
+        else:
+            answer = self._route(request)
+        record.status = 0 if answer is None else answer.status
         return answer
 
     @staticmethod
