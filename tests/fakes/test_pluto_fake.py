@@ -384,6 +384,21 @@ def test_status_precedence(fake_pluto: FakePluto, api: Api) -> None:  # noqa: F8
     assert [h["status"] for h in hist] == ["RUNNING", "COMPLETED", "FAILED", "RUNNING", "COMPLETED"]
 
 
+def test_reaper_marks_stale_runs_failed_and_resume_repairs(fake_pluto: FakePluto, api: Api) -> None:  # noqa: F811
+    rid = api.create(createdAt=T0)["runId"]
+    assert fake_pluto.reap_stale_runs() == []  # just created: fresh
+    api.post("/api/runs/trigger", {"runId": rid})
+    later = fake_pluto.run(rid).last_heartbeat_ms + 151_000
+    assert fake_pluto.reap_stale_runs(now=later) == [rid]
+    run = fake_pluto.run(rid)
+    assert run.status == "FAILED"
+    api.post("/api/runs/status/update", {"runId": rid, "status": "COMPLETED"})
+    assert run.status == "FAILED"  # the finish of a reaped run is ignored...
+    api.post("/api/runs/resume", {"runId": rid})
+    api.post("/api/runs/status/update", {"runId": rid, "status": "COMPLETED", "statusUpdated": T0 + 5})
+    assert (run.status, run.status_updated) == ("COMPLETED", T0 + 5)  # ...resume + finish repairs it
+
+
 def test_trigger(fake_pluto: FakePluto, api: Api) -> None:  # noqa: F811
     rid = api.create()["runId"]
     assert api.post("/api/runs/trigger", {"runId": rid}).json() == {"status": "RUNNING", "triggers": None}
@@ -682,6 +697,7 @@ def test_readback_endpoints(api: Api, fake_pluto: FakePluto) -> None:  # noqa: F
     ] == ["alpha"]
     assert len(api.get("/api/runs/list", projectName="proj", limit=1, offset=1).json()["runs"]) == 1
     assert api.get("/api/runs/list", projectName="proj", limit=201).status_code == 400
+    assert api.get("/api/runs/list", projectName="proj", filter="{}").status_code == 400
     projects = api.get("/api/runs/projects").json()["projects"]
     assert [(p["name"], p["runCount"]) for p in projects] == [("proj", 2)]
 

@@ -23,6 +23,13 @@ def fake_pluto() -> Iterator[FakePluto]:
         yield srv
 
 
+@pytest.fixture(scope="module")
+def fake_pluto_module() -> Iterator[FakePluto]:
+    """One fake shared by a whole test module (state accumulates across its tests)."""
+    with FakePluto() as srv:
+        yield srv
+
+
 @pytest.fixture
 def pluto_client_env(fake_pluto: FakePluto, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePluto:
     """Point the unmodified ``pluto-ml`` client (and its sync subprocess) at ``fake_pluto``.

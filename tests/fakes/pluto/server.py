@@ -493,6 +493,35 @@ class FakePluto:
         with self.state.lock:
             self.state.runs[run_id].cancel_requested = True
 
+    def reap_stale_runs(
+        self, now: int | None = None, heartbeat_timeout_s: float = 150, data_timeout_s: float = 1800
+    ) -> list[int]:
+        """Run the py service's stale-run reaper once; returns the ids it marked FAILED.
+
+        Production marks a RUNNING run FAILED when its last heartbeat is older than 150 s or
+        it received no data for 1800 s.  The fake never reaps on its own (tests stay
+        deterministic); call this, usually with a future ``now`` (epoch ms), to reproduce the
+        "back-dated import reaped to FAILED" trap and test the resume + finish repair.
+        """
+        now = now_ms() if now is None else now
+        reaped = []
+        with self.state.lock:
+            for run in self.state.runs.values():
+                if run.status != "RUNNING":
+                    continue
+                running_since = next(
+                    (t for s, t in reversed(run.status_history) if s == "RUNNING"), run.created_at
+                )
+                beat = max(run.last_heartbeat_ms or 0, running_since)
+                data = self.state.data_for(run.project, run.id).last_ingest_ms
+                last_data = max(data or 0, running_since)
+                if now - beat > heartbeat_timeout_s * 1000 or now - last_data > data_timeout_s * 1000:
+                    self._set_status(run, "FAILED", now)
+                    run.status_updated = now
+                    run.status_metadata = json.dumps({"reason": "stale run reaped (fake)"})
+                    reaped.append(run.id)
+        return reaped
+
     def add_api_key(self, key: str) -> None:
         self.api_keys.add(key)
 
@@ -1001,6 +1030,9 @@ class FakePluto:
         offset = self._int_param(req, "offset", 0, 100000)
         search = (req.q("search") or "").lower()
         tags = [t for t in (req.q("tags") or "").split(",") if t]
+        if req.q("filter") is not None:
+            # Loud rather than silently wrong: the Mongo-style filter language is not modelled.
+            raise _ApiError(400, {"error": "the fake Pluto server does not support `filter`"})
         sort = req.q("sort") or "-createdAt"
         desc = sort.startswith("-")
         sort_field = sort.lstrip("+-")
