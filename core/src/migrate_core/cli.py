@@ -8,6 +8,7 @@ logs and progress to stderr. Exit codes: 0 ok, 1 some runs failed (or lost data 
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
 
-from . import __version__, config as cfg
+from . import __version__
+from . import config as cfg
 from .api import Selection, Sink, Source, Storage
 from .errors import MigrateError, PluginError, UsageError
 from .logsetup import configure_logging
@@ -549,17 +550,22 @@ def main(argv: list[str] | None = None) -> int:
     except MigrateError as exc:
         sys.stderr.write(f"migrate: error: {exc}\n")
         code = exc.exit_code
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         code = exc.exit_code
-    except click.exceptions.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         sys.stderr.write("migrate: interrupted\n")
         code = 130
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("migrate: interrupted\n")
-        code = 130
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # click's usage errors (typer vendors click)
+            exc.show()
+            code = exc.exit_code
+        else:
+            import traceback
+
+            sys.stderr.write(f"migrate: internal error: {type(exc).__name__}: {exc}\n")
+            if os.environ.get("MIGRATE_TRACEBACK"):
+                traceback.print_exc()
+            code = 1
     sys.stdout.flush()
     if argv is None:
         sys.exit(code)

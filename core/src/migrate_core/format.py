@@ -89,13 +89,17 @@ def schema_problems(schema: pa.Schema) -> list[str]:
     problems = []
     names = schema.names
     for field in SCHEMA:
-        if field.name not in names:
-            problems.append(f"column {field.name!r} is missing")
-            continue
-        actual = schema.field(field.name).type
-        if not actual.equals(field.type):
-            problems.append(f"column {field.name!r} is {actual}, expected {field.type}")
-    problems.extend(f"unexpected column {name!r}" for name in names if name not in SCHEMA.names)
+        if field.name in names:
+            actual = schema.field(field.name).type
+            if not actual.equals(field.type):
+                problems.append(f"column {field.name!r} is {actual}, expected {field.type}")
+    missing = [name for name in SCHEMA.names if name not in names]
+    if missing:
+        problems.append(("column " if len(missing) == 1 else "columns ") + ", ".join(map(repr, missing))
+                        + (" is" if len(missing) == 1 else " are") + " missing")
+    extra = [name for name in names if name not in SCHEMA.names]
+    if extra:
+        problems.append("unexpected columns " + ", ".join(map(repr, extra)))
     return problems
 
 
@@ -104,6 +108,8 @@ def steps_from_float(values: np.ndarray | Sequence[float]) -> pa.Array:
     arr = np.asarray(values, dtype=np.float64)
     if arr.size and not np.all(np.isfinite(arr)):
         raise ValueError("steps must be finite numbers")
+    if arr.size and np.abs(arr).max() > float(STEP_LIMIT):
+        raise ValueError(f"step out of range (|step| must be <= {STEP_LIMIT})")
     return steps_from_units(np.rint(arr * STEP_SCALE).astype(np.int64))
 
 

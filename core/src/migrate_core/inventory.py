@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections import Counter
 from typing import Any
@@ -27,10 +28,8 @@ def stored_bytes(run: StoredRun) -> int:
         return sum(int(p.get("bytes", 0)) for p in run.manifest["parts"])
     total = 0
     for part in run.parts:
-        try:
+        with contextlib.suppress(OSError):
             total += os.path.getsize(part)
-        except OSError:
-            pass
     return total
 
 

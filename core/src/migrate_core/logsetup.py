@@ -20,15 +20,25 @@ def _redact(_logger: Any, _name: str, event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of the record."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
     """Console lines on a terminal, JSON lines otherwise; `fmt` forces one of them."""
-    stream = stream or sys.stderr
     if level not in LEVELS:
         raise ValueError(f"unknown log level {level!r}; choose one of {', '.join(LEVELS)}")
-    console = fmt == "console" or (fmt == "auto" and stream.isatty())
-    renderer: Any = (
-        structlog.dev.ConsoleRenderer(colors=stream.isatty()) if console else structlog.processors.JSONRenderer()
-    )
+    tty = (stream or sys.stderr).isatty()
+    console = fmt == "console" or (fmt == "auto" and tty)
+    renderer: Any = structlog.dev.ConsoleRenderer(colors=tty) if console else structlog.processors.JSONRenderer()
     structlog.configure(
         processors=[
             structlog.processors.add_log_level,
@@ -38,13 +48,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(LEVELS[level]),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        # resolve stderr at each use, so a replaced sys.stderr (tests, pipes) is honoured
+        logger_factory=lambda *_args: structlog.PrintLogger(stream or sys.stderr),
         cache_logger_on_first_use=False,
     )
     # SDKs log through the standard library; keep them on stderr and quieter than ours.
     root = logging.getLogger()
     if not any(getattr(h, "_migrate", False) for h in root.handlers):
-        handler = logging.StreamHandler(stream)
+        handler = logging.StreamHandler(stream) if stream is not None else _StderrHandler()
         handler._migrate = True  # type: ignore[attr-defined]
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)

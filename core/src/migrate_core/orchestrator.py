@@ -105,10 +105,7 @@ class Summary:
 
 def describe_error(exc: BaseException) -> str:
     """One line: our errors speak for themselves, others get their type name."""
-    if isinstance(exc, MigrateError):
-        text = str(exc)
-    else:
-        text = f"{type(exc).__name__}: {exc}"
+    text = str(exc) if isinstance(exc, MigrateError) else f"{type(exc).__name__}: {exc}"
     return " ".join(text.split())[:2000]
 
 

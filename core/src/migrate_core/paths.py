@@ -31,7 +31,7 @@ def resolve_inside(root: Path, relative: str) -> Path:
 
 def safe_segment(segment: str) -> str:
     """A single path segment we can create on any file system; odd ones become their sanitised form."""
-    if segment in ("", ".", "..") or any(ch in segment for ch in '\x00\\:*?"<>|') or len(segment) > 200:
+    if segment in ("", ".", "..") or any(ch in segment for ch in '/\x00\\:*?"<>|') or len(segment) > 200:
         return sanitize_path_part(segment)
     if any(ord(ch) < 32 for ch in segment):
         return sanitize_path_part(segment)

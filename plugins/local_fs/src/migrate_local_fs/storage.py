@@ -137,7 +137,7 @@ class LocalFsStorage(Storage):
                 problem = manifest.get("error")
                 manifest = None
             elif status != "complete":
-                problem = "export did not finish (manifest status %r)" % status
+                problem = f"export did not finish (manifest status {status!r})"
             elif 0 not in committed:
                 problem = "manifest says complete but part_0 is missing"
             else:
@@ -359,7 +359,7 @@ class LocalRunWriter(RunWriter):
                 digest.update(data)
                 size = len(data)
             else:
-                handle = Path(data).open("rb") if isinstance(data, str | Path) else data
+                handle = Path(data).open("rb") if isinstance(data, str | Path) else data  # noqa: SIM115
                 try:
                     while chunk := handle.read(COPY_CHUNK):
                         out.write(chunk)

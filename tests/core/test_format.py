@@ -1,0 +1,95 @@
+from decimal import Decimal
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from migrate_core.format import (
+    SCHEMA,
+    conform,
+    drop_absent,
+    make_batch,
+    sanitize_path_part,
+    schema_problems,
+    step_units,
+    steps_from_float,
+    steps_from_units,
+)
+
+REFERENCE_SCHEMA = """project_id: string
+run_id: string
+attribute_path: string
+attribute_type: string
+step: decimal128(18, 6)
+timestamp: timestamp[ms, tz=UTC]
+int_value: int64
+float_value: double
+string_value: string
+bool_value: bool
+datetime_value: timestamp[ms, tz=UTC]
+string_set_value: list<item: string>
+file_value: struct<path: string>
+histogram_value: struct<type: string, edges: list<item: double>, values: list<item: double>>"""
+
+
+def test_schema_is_exactly_the_exporters():
+    printed = SCHEMA.to_string(show_schema_metadata=False, show_field_metadata=False)
+    top_level = [line for line in printed.splitlines() if not line.startswith(" ")]
+    assert "\n".join(top_level) == REFERENCE_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        ("my-org/my-project", "my-org_my-project-de40b447a2778f2b"),
+        ("SAN-1", "SAN-1-9f64a122e3f44eb4"),
+        ("ws/proj", "ws_proj-00871eb7ac1bdb01"),
+        ("PROJ-1", "PROJ-1-cae2b9fa0a012497"),
+        ("run-a", "run-a-8a4618099434c5a0"),
+        ("Ünï/ç o", "Ünï_ç_o-5688e2f65d5b0746"),
+    ],
+)
+def test_sanitize_matches_reference_names(original, expected):
+    assert sanitize_path_part(original) == expected
+
+
+def test_decimal_steps_are_exact_and_signed():
+    units = np.array([0, 1, -1, 1_500_000, -2_250_000, 999_999_999_999_999_999], dtype=np.int64)
+    arr = steps_from_units(units)
+    assert arr.type == pa.decimal128(18, 6)
+    assert arr.to_pylist() == [Decimal(u).scaleb(-6) for u in units.tolist()]
+    assert step_units(arr).tolist() == units.tolist()
+    assert step_units(arr.slice(2, 3)).tolist() == units[2:5].tolist()
+
+
+def test_float_steps_round_to_six_places():
+    assert steps_from_float([0.1, 2.5, -3.0000004]).to_pylist() == [
+        Decimal("0.100000"), Decimal("2.500000"), Decimal("-3.000000")]
+    with pytest.raises(ValueError, match="finite"):
+        steps_from_float([float("nan")])
+    with pytest.raises(ValueError, match="out of range"):
+        steps_from_float([1e13])
+
+
+def test_make_batch_fills_nulls_and_checks_lengths():
+    batch = make_batch("p", "r", "a", "float", 2, float_value=[1.0, float("nan")])
+    assert batch.schema.equals(SCHEMA)
+    assert batch.column("int_value").null_count == 2
+    with pytest.raises(ValueError, match="expected 3"):
+        make_batch("p", "r", "a", "float", 3, float_value=[1.0])
+
+
+def test_conform_names_every_schema_problem():
+    bad = pa.table({"project_id": ["p"], "step": pa.array([1.0])})
+    problems = schema_problems(bad.schema)
+    assert "column 'step' is double, expected decimal128(18, 6)" in problems
+    assert problems[-1].startswith("columns 'run_id', 'attribute_path'") and problems[-1].endswith("are missing")
+    with pytest.raises(ValueError, match="canonical schema"):
+        conform(bad)
+
+
+def test_absent_parameter_rows_are_dropped_but_null_series_points_are_not():
+    batch = make_batch("p", "r", pa.array(["cfg/a", "cfg/b", "m"]), pa.array(["float", "int", "float_series"]), 3,
+                       float_value=[1.0, None, None], step=steps_from_units(np.array([0, 0, 1])))
+    table, dropped = drop_absent(pa.Table.from_batches([batch]))
+    assert dropped == 1
+    assert table["attribute_path"].to_pylist() == ["cfg/a", "m"]

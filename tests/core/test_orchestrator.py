@@ -1,0 +1,83 @@
+import threading
+
+import pyarrow as pa
+from migrate_core.api import RunContext, RunWriter, Selection, SourceRun
+from migrate_core.format import make_batch
+from migrate_core.ledger import Ledger
+from migrate_core.orchestrator import Orchestrator
+from migrate_core.testing import MemoryRun, MemorySink, MemorySource, MemoryStorage, export_into, sample_runs
+
+
+class CancellingSource(MemorySource):
+    """Presses Ctrl+C (sets the cancel flag) after the first batch of the second run."""
+
+    def __init__(self, runs, cancel: threading.Event):
+        super().__init__(runs)
+        self.cancel_event = cancel
+
+    def export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
+        if run.run_id == "RUN-2":
+            writer.write(make_batch(run.project_id, run.run_id, "x", "int", 1, int_value=[1]))
+            self.cancel_event.set()
+            ctx.check_cancelled()
+        super().export_run(run, selection, writer, ctx)
+
+
+def test_cancel_leaves_no_run_marked_complete_that_is_not(tmp_path):
+    cancel = threading.Event()
+    storage = MemoryStorage(tmp_path)
+    orch = Orchestrator(storage, source=CancellingSource(sample_runs(), cancel), workers=1, cancel=cancel)
+    summary = orch.export()
+    assert summary.interrupted and summary.exit_code(False) == 130
+    statuses = {o.run_id: o.status for o in summary.outcomes}
+    assert statuses["RUN-1"] == "ok" and statuses["RUN-2"] == "cancelled"
+    assert not storage.get_run("ws/proj", "RUN-2").complete
+    # resume: a new process with no cancel completes the rest, skipping what is done
+    resumed = Orchestrator(storage, source=MemorySource(sample_runs()), workers=2).export()
+    assert {o.run_id: o.status for o in resumed.outcomes} == {"RUN-1": "skipped", "RUN-2": "ok", "RUN-3": "ok"}
+
+
+def test_in_progress_rows_from_a_dead_process_are_loaded_again(tmp_path):
+    storage = MemoryStorage(tmp_path)
+    export_into(storage, MemorySource(sample_runs()))
+    sink = MemorySink()
+    ledger = Ledger(storage.state_dir())
+    ledger.set("ws/proj", "RUN-1", sink.target(), "in_progress")
+    ledger.set("ws/proj", "RUN-2", sink.target(), "done")
+    ledger.close()
+    summary = Orchestrator(storage, sink=sink, workers=2).load()
+    statuses = {o.run_id: o.status for o in summary.outcomes}
+    assert statuses == {"RUN-1": "ok", "RUN-2": "skipped", "RUN-3": "ok"}
+    assert Ledger(storage.state_dir()).get("ws/proj", "RUN-1", sink.target()).state == "done"
+
+
+def test_lineage_cycle_is_reported_not_hung(tmp_path):
+    storage = MemoryStorage(tmp_path)
+    runs = []
+    for run_id, parent in (("A", "B"), ("B", "A")):
+        table = pa.Table.from_batches([make_batch("ws/p", run_id, "sys/forking/parent", "string", 1,
+                                                  string_value=[parent])])
+        runs.append(MemoryRun("ws/p", run_id, table))
+    export_into(storage, MemorySource(runs))
+    summary = Orchestrator(storage, sink=MemorySink(), workers=2).load()
+    assert {o.status for o in summary.outcomes} == {"failed"}
+    assert all("never loaded" in o.reason for o in summary.outcomes)
+
+
+def test_export_failure_is_isolated_and_nothing_partial_is_kept(tmp_path):
+    storage = MemoryStorage(tmp_path)
+    source = MemorySource(sample_runs(), fail={"RUN-2": ValueError("attribute fetch failed")})
+    summary = Orchestrator(storage, source=source, workers=3).export()
+    assert summary.count("export") == {"ok": 2, "failed": 1, "skipped": 0, "cancelled": 0}
+    assert not storage.get_run("ws/proj", "RUN-2").complete
+    failed = next(o for o in summary.outcomes if o.status == "failed")
+    assert failed.reason == "ValueError: attribute fetch failed"
+
+
+def test_many_runs_with_bounded_workers(tmp_path):
+    storage = MemoryStorage(tmp_path)
+    runs = [MemoryRun("ws/p", f"R{i}", pa.Table.from_batches([make_batch("ws/p", f"R{i}", "x", "int", 1,
+                                                                         int_value=[i])])) for i in range(200)]
+    sink = MemorySink()
+    summary = Orchestrator(storage, source=MemorySource(runs), sink=sink, workers=4).run()
+    assert summary.count("load")["ok"] == 200 and len(sink.loaded) == 200

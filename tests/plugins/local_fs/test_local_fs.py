@@ -1,0 +1,175 @@
+import os
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from migrate_core.errors import DataError, UnsafePathError
+from migrate_core.format import SCHEMA, make_batch, steps_from_units
+from migrate_core.format import sanitize_path_part as S
+from migrate_core.testing import MemoryRun, MemorySource, StorageContract, export_into, sample_runs
+from migrate_local_fs.storage import LocalFsStorage
+
+from . import exporter_dump
+
+
+class TestLocalFsContract(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path):
+        return LocalFsStorage(tmp_path / "data", tmp_path / "files")
+
+
+def _storage(tmp_path: Path, **kwargs) -> LocalFsStorage:
+    return LocalFsStorage(tmp_path / "data", tmp_path / "files", **kwargs)
+
+
+def test_names_schema_and_compression_match_the_exporter(tmp_path):
+    storage = _storage(tmp_path)
+    export_into(storage, MemorySource(sample_runs(project_id="my-org/my-project", n=1)))
+    data_root = tmp_path / "data"
+    assert [p.name for p in data_root.iterdir() if p.is_dir()] == ["my-org_my-project-de40b447a2778f2b"]
+    names = sorted(p.name for p in (data_root / "my-org_my-project-de40b447a2778f2b").iterdir())
+    stem = S("RUN-1")
+    assert names == [f"{stem}.manifest.json", f"{stem}_part_0.parquet"]
+    part = data_root / "my-org_my-project-de40b447a2778f2b" / f"{stem}_part_0.parquet"
+    pf = pq.ParquetFile(part)
+    assert pf.schema_arrow.equals(SCHEMA, check_metadata=False)
+    assert pf.metadata.row_group(0).column(0).compression == "SNAPPY"
+    # side files never look like parts, and no directory was added at the data root
+    assert all("_part_" not in n for n in names if not n.endswith(".parquet"))
+
+
+def test_parts_rotate_inside_one_huge_batch(tmp_path):
+    target = 256 * 1024
+    storage = _storage(tmp_path, part_target_bytes=target, row_group_rows=10_000_000)
+    n = 400_000
+    k = np.arange(n, dtype=np.int64)
+    rng = np.random.default_rng(1)
+    batch = make_batch("p/x", "big", "m", "float_series", n, step=steps_from_units(k * 1_000_000),
+                       timestamp=pa.array(k, pa.int64()).cast(pa.timestamp("ms", tz="UTC")),
+                       float_value=rng.standard_normal(n))
+    export_into(storage, MemorySource([MemoryRun("p/x", "big", pa.Table.from_batches([batch]))]))
+    run = storage.get_run("p/x", "big")
+    assert run.complete and len(run.parts) > 3
+    sizes = [os.path.getsize(p) for p in run.parts]
+    assert max(sizes) <= 2 * target, sizes
+    assert [int(Path(p).name.rsplit("_part_", 1)[1].split(".")[0]) for p in run.parts] == list(range(len(sizes)))
+    table = pa.Table.from_batches(list(storage.read(run)))
+    assert table.num_rows == n
+    assert table["float_value"].to_numpy().tolist() == batch.column("float_value").to_numpy().tolist()
+    assert run.manifest["rows"] == n and len(run.manifest["parts"]) == len(sizes)
+
+
+def test_reads_stream_in_bounded_batches(tmp_path):
+    storage = _storage(tmp_path)
+    export_into(storage, MemorySource(sample_runs(points=5000, n=1)))
+    run = storage.list_runs()[0]
+    sizes = [b.num_rows for b in storage.read(run, batch_rows=1000)]
+    assert max(sizes) <= 1000 and sum(sizes) == run.manifest["rows"]
+
+
+def test_reads_an_exporter_dump(tmp_path):
+    expected = exporter_dump.build(tmp_path)
+    storage = LocalFsStorage(expected["data"], expected["files"])
+    runs = {r.run_id: r for r in storage.list_runs()}
+    assert set(runs) == set(expected["runs"]) | set(expected["incomplete"])
+    for run_id, rows in expected["runs"].items():
+        run = runs[run_id]
+        assert run.complete and not run.has_manifest
+        assert run.project_id == exporter_dump.PROJECT
+        assert sum(b.num_rows for b in storage.read(run)) == rows
+    assert not runs["SAN-2"].complete and "interrupted" in runs["SAN-2"].problem
+    assert storage.lineage(runs["run-a"]) == {"parent_run_id": "run-root", "fork_step": 2.0}
+    for path, content in expected["file_bytes"].items():
+        owner = runs["run-a"] if path.startswith("run-a") else runs["SAN-1"]
+        with storage.open_file(owner, path) as handle:
+            assert handle.read() == content
+    listed = dict(storage.iter_files(runs["SAN-1"], "my-org/my-project/SAN-1/source_code/files"))
+    assert sorted(listed) == [
+        "my-org/my-project/SAN-1/source_code/files/README.md",
+        "my-org/my-project/SAN-1/source_code/files/src/train.py",
+    ]
+
+
+def test_foreign_runs_are_reported_by_inspect(tmp_path, migrate):
+    expected = exporter_dump.build(tmp_path / "dump")
+    result = migrate("inspect", "--json", "--data-path", str(expected["data"]), "--files-path", str(expected["files"]))
+    assert result.code == 0, result.err
+    rows = {r["run_id"]: r for r in result.json()}
+    assert rows["run-a"]["complete"] and not rows["run-a"]["has_manifest"]
+    assert rows["run-a"]["rows_by_type"]["histogram_series"] == 1
+    assert rows["SAN-1"]["rows_by_type"]["file_set"] == 1 and rows["SAN-1"]["rows_by_type"]["artifact"] == 1
+    assert not rows["SAN-2"]["complete"]
+
+
+def test_truncated_part_is_a_clear_error_for_that_run_only(tmp_path):
+    storage = _storage(tmp_path)
+    export_into(storage, MemorySource(sample_runs(n=2)))
+    broken = storage.get_run("ws/proj", "RUN-1")
+    with open(broken.parts[0], "r+b") as handle:
+        handle.truncate(100)
+    with pytest.raises(DataError, match=r"RUN-1.*_part_0\.parquet: not a readable parquet file"):
+        list(storage.read(broken))
+    assert sum(b.num_rows for b in storage.read(storage.get_run("ws/proj", "RUN-2"))) > 0
+
+
+def test_non_parquet_and_wrong_schema_parts_are_named(tmp_path):
+    storage = _storage(tmp_path)
+    folder = tmp_path / "data" / S("ws/p")
+    folder.mkdir(parents=True)
+    (folder / f"{S('junk')}_part_0.parquet").write_text("this is not parquet")
+    pq.write_table(pa.table({"project_id": ["ws/p"], "run_id": ["odd"], "step": [1.5]}),
+                   folder / f"{S('odd')}_part_0.parquet")
+    runs = {r.run_id: r for r in storage.list_runs()}
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        list(storage.read(runs[S("junk")]))
+    with pytest.raises(DataError, match="wrong schema: column 'step' is double"):
+        list(storage.read(runs["odd"]))
+
+
+def test_leftover_tmp_parts_are_incomplete_and_cleaned_on_reexport(tmp_path):
+    storage = _storage(tmp_path)
+    run = sample_runs(n=1)[0]
+    export_into(storage, MemorySource([run]))
+    folder = tmp_path / "data" / S("ws/proj")
+    # simulate a crash in a second export: a stale .tmp part and a "writing" manifest
+    writer = storage.begin_run("ws/proj", "RUN-1", {"plugin": "test"})
+    writer.write(run.table)
+    writer._flush()
+    assert any(p.name.endswith(".tmp") for p in folder.iterdir())
+    assert not storage.get_run("ws/proj", "RUN-1").complete
+    export_into(storage, MemorySource([run]))
+    assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
+    stored = storage.get_run("ws/proj", "RUN-1")
+    assert stored.complete
+    assert sum(b.num_rows for b in storage.read(stored)) == run.table.num_rows + 1
+
+
+def test_escaping_and_symlinked_paths_are_refused(tmp_path):
+    storage = _storage(tmp_path)
+    export_into(storage, MemorySource(sample_runs(n=1)))
+    run = storage.list_runs()[0]
+    outside = tmp_path / "secret.txt"
+    outside.write_text("secret")
+    project_files = tmp_path / "files" / S("ws/proj")
+    (project_files / "link").symlink_to(outside)
+    (project_files / "dirlink").symlink_to(tmp_path)
+    for hostile in ("../secret.txt", "../../secret.txt", str(outside), "link", "dirlink/secret.txt", "a\x00b", "C:/x"):
+        with pytest.raises(UnsafePathError):
+            storage.open_file(run, hostile)
+
+
+def test_hostile_attribute_paths_cannot_write_outside(tmp_path):
+    storage = _storage(tmp_path)
+    writer = storage.begin_run("ws/p", "r", {})
+    stored = writer.write_file("../../../escape", "../../x.txt", b"data")
+    writer.commit()
+    assert ".." not in stored.split("/")
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "x.txt").exists()
+    with storage.open_file(storage.get_run("ws/p", "r"), stored) as handle:
+        assert handle.read() == b"data"
+
+
+def test_empty_storage(tmp_path):
+    assert _storage(tmp_path).list_runs() == []
