@@ -239,6 +239,30 @@ def test_pluto_client_float_step_poisons_its_batch(pluto_client_env: FakePluto) 
     assert f.content == b"xyz"
 
 
+def test_pluto_query_upload_file_needs_a_step(pluto_client_env: FakePluto, tmp_path: Any) -> None:  # noqa: F811
+    """``pluto.query.upload_file`` defaults to ``step=None``, which the server's u64 rule rejects."""
+    import pluto.query
+
+    srv = pluto_client_env
+    api = Api(srv)
+    rid = api.create(name="attach")["runId"]
+    src = tmp_path / "config.yaml"
+    src.write_text("lr: 0.1\n")
+    with pluto.query.Client() as q:
+        with pytest.raises(pluto.query.QueryError) as exc:
+            q.upload_file("proj", rid, "hydra/config.yaml", src)
+        assert exc.value.status_code == 422
+        q.upload_file("proj", rid, "hydra/config.yaml", src, step=0, caption="cfg")
+    (f,) = srv.run(rid).files
+    assert (f.file_name, f.log_name, f.caption, f.content) == (
+        "config.yaml",
+        "hydra/config.yaml",
+        "cfg",
+        b"lr: 0.1\n",
+    )
+    api.http.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # auth
 # ---------------------------------------------------------------------------------------------
