@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import io
+import base64
 import json
 import os
 import subprocess
@@ -386,6 +386,28 @@ def test_ties_at_the_offset_cap_are_skipped_by_the_client(
     assert len(df) == 10_000  # 50 runs lost, exactly as against a real server
 
 
+def test_descending_past_the_window_repeats_newest_runs(
+    fake_neptune2: FakeNeptune2Server,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Client quirk, shown on a shrunken window (50 instead of 10 000): after the cap the client restarts with
+    `sys/creation_time > last`, which in descending order re-lists the newest runs and never reaches older ones."""
+    from neptune.api import searching_entries
+
+    monkeypatch.setitem(searching_entries.iter_over_pages.__kwdefaults__, "max_offset", 50)
+    monkeypatch.setenv("NEPTUNE_FETCH_TABLE_STEP_SIZE", "10")
+    srv = fake_neptune2
+    srv.max_offset = 50
+    for _ in range(120):
+        srv.add_run("ws/p")
+    project = neptune.init_project(project="ws/p", mode="read-only")
+    asc = project.fetch_runs_table(columns=["sys/id"], ascending=True, progress_bar=False).to_pandas()
+    assert len(asc) == 120 and asc["sys/id"].nunique() == 120
+    desc = project.fetch_runs_table(columns=["sys/id"], ascending=False, progress_bar=False).to_pandas()
+    assert desc["sys/id"].nunique() == 50 and len(desc) == 495  # 50 + 49 + ... + 40, then an empty page
+    assert set(desc["sys/id"]) == {f"P-{i}" for i in range(71, 121)}
+
+
 def test_server_rejects_offsets_beyond_the_window(populated: FakeNeptune2Server) -> None:
     srv = populated
     project = neptune.init_project(project="ws/proj", mode="read-only")
@@ -466,8 +488,6 @@ def test_fault_401_on_token_exchange(populated: FakeNeptune2Server) -> None:
 
 def test_unknown_api_key_is_rejected(populated: FakeNeptune2Server) -> None:
     payload = {"api_address": populated.base_url, "api_url": populated.base_url, "api_key": "revoked"}
-    import base64
-
     bogus = base64.b64encode(json.dumps(payload).encode()).decode()
     with pytest.raises(NeptuneInvalidApiTokenException):
         neptune.init_project(project="ws/proj", mode="read-only", api_token=bogus)
@@ -518,6 +538,25 @@ def test_fault_404_and_faults_by_path(populated: FakeNeptune2Server) -> None:
             run["params/lr"].fetch()
     assert fault.hits == 2 and fault.exhausted
     assert run["params/lr"].fetch() == 0.1
+    run.stop()
+
+
+def test_client_version_check_from_config(populated: FakeNeptune2Server) -> None:
+    from neptune.exceptions import NeptuneClientUpgradeRequiredError
+
+    populated.config_overrides = {"pyLibVersions": {"maxCompatibleVersion": "1.0.0"}}
+    with pytest.raises(NeptuneClientUpgradeRequiredError):
+        neptune.init_project(project="ws/proj", mode="read-only", api_token=populated.make_api_token())
+
+
+def test_latency_and_string_truncation_knobs(populated: FakeNeptune2Server) -> None:
+    run = _ro_run("PROJ-1")
+    populated.string_series_max_value_length = 1000
+    populated.latency = 0.05
+    start = time.monotonic()
+    df = run["logs/stdout"].fetch_values(progress_bar=False)
+    assert time.monotonic() - start >= 0.05
+    assert list(df["value"]) == ["hello", "x" * 1000]
     run.stop()
 
 
@@ -591,10 +630,18 @@ def test_nql_syntax_errors(query: str) -> None:
         compile_query(query)
 
 
-def test_standalone_server_without_fixture() -> None:
-    with FakeNeptune2Server() as srv:
-        token = json.loads(io.BytesIO(__import__("base64").b64decode(srv.api_token)).read())
+def test_standalone_server_with_env_context_manager() -> None:
+    from tests.fakes.neptune2.fixtures import neptune2_client_env
+
+    before = os.environ.get("NEPTUNE_API_TOKEN")
+    with FakeNeptune2Server() as srv, neptune2_client_env(srv):
+        token = json.loads(base64.b64decode(srv.api_token))
         assert token["api_address"] == token["api_url"] == srv.base_url
         assert srv.base_url.startswith("http://127.0.0.1:")
         spec = requests.get(srv.base_url + "/api/leaderboard/swagger.json", timeout=5).json()
         assert spec["swagger"] == "2.0"
+        srv.add_run("ws/solo", attrs={"a": 1})
+        run = _ro_run("SOLO-1", project="ws/solo")
+        assert run["a"].fetch() == 1
+        run.stop()
+    assert os.environ.get("NEPTUNE_API_TOKEN") == before

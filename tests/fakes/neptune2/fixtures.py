@@ -1,7 +1,14 @@
-"""Pytest fixtures for the fake Neptune 2.x backend.
+"""Pytest fixture and environment helper for the fake Neptune 2.x backend.
 
-Import into a test module (or a conftest you own) with
-``from tests.fakes.neptune2.fixtures import fake_neptune2  # noqa: F401``.
+In a test module::
+
+    from tests.fakes.neptune2 import fixtures
+    fake_neptune2 = fixtures.fake_neptune2   # makes the fixture visible in the module
+
+Outside pytest (benchmarks)::
+
+    with FakeNeptune2Server() as srv, neptune2_client_env(srv):
+        ...
 """
 
 from __future__ import annotations
@@ -9,12 +16,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from .server import FakeNeptune2Server
 
 RETRIES_TIMEOUT = 5
+_CLEARED_VARS = ("NEPTUNE_PROJECT", "NEPTUNE_MODE", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
 
 
 def clear_neptune_client_caches() -> None:
@@ -36,45 +45,53 @@ def clear_neptune_client_caches() -> None:
             fn.cache_clear()
 
 
-def apply_client_env(
-    monkeypatch: pytest.MonkeyPatch, server: FakeNeptune2Server, retries_timeout: int = RETRIES_TIMEOUT
-) -> None:
-    """Point the in-process neptune client at ``server``.
+@contextmanager
+def neptune2_client_env(server: FakeNeptune2Server, retries_timeout: int = RETRIES_TIMEOUT) -> Iterator[None]:
+    """Point the in-process neptune client at ``server`` and restore everything afterwards.
 
-    ``NEPTUNE_RETRIES_TIMEOUT`` is read by the client at import time, so the module global is patched too;
-    ``TZ`` is handled by the caller because ``time.tzset()`` must run after the variable is restored.
+    Sets the variables of ``server.client_env()`` (token, OAUTHLIB_INSECURE_TRANSPORT, NO_PROXY, TZ=UTC with
+    ``time.tzset()``), removes NEPTUNE_PROJECT/NEPTUNE_MODE/proxies, and patches the client's retry budget:
+    ``NEPTUNE_RETRIES_TIMEOUT`` is read once when neptune is imported, so setting the variable is not enough.
     """
-    for key, value in server.client_env(retries_timeout=retries_timeout).items():
-        if key != "TZ":
-            monkeypatch.setenv(key, value)
-    for key in ("NEPTUNE_PROJECT", "NEPTUNE_MODE"):
-        monkeypatch.delenv(key, raising=False)
+    env = server.client_env(retries_timeout=retries_timeout)
+    saved = {key: os.environ.get(key) for key in (*env, *_CLEARED_VARS)}
+    retry_utils = None
+    old_retries = None
     try:
         import neptune.common.backends.utils as retry_utils
-    except ImportError:  # pragma: no cover
-        return
-    monkeypatch.setattr(retry_utils, "retries_timeout", retries_timeout)
+
+        old_retries = retry_utils.retries_timeout
+    except ImportError:  # pragma: no cover - neptune not installed
+        pass
+    try:
+        for key in _CLEARED_VARS:
+            os.environ.pop(key, None)
+        os.environ.update(env)
+        time.tzset()
+        if retry_utils is not None:
+            retry_utils.retries_timeout = retries_timeout
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        time.tzset()
+        if retry_utils is not None:
+            retry_utils.retries_timeout = old_retries
+        clear_neptune_client_caches()
 
 
 @pytest.fixture
-def fake_neptune2(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeNeptune2Server]:
-    """A started FakeNeptune2Server with the process environment pointing the neptune client at it.
+def fake_neptune2() -> Iterator[FakeNeptune2Server]:
+    """A started, empty FakeNeptune2Server with the process environment pointing the neptune client at it.
 
-    Sets NEPTUNE_API_TOKEN, OAUTHLIB_INSECURE_TRANSPORT=1, NO_PROXY, TZ=UTC and a 5 s retry budget; stops the
-    server and clears the client's caches afterwards.
+    Function-scoped: every test gets its own server, port, token and data; stopped afterwards.
     """
     server = FakeNeptune2Server().start()
-    old_tz = os.environ.get("TZ")
-    os.environ["TZ"] = "UTC"
-    time.tzset()
     try:
-        apply_client_env(monkeypatch, server)
-        yield server
+        with neptune2_client_env(server):
+            yield server
     finally:
         server.stop()
-        clear_neptune_client_caches()
-        if old_tz is None:
-            os.environ.pop("TZ", None)
-        else:
-            os.environ["TZ"] = old_tz
-        time.tzset()

@@ -52,9 +52,24 @@ class FloatSeries:
     steps: np.ndarray
     values: np.ndarray
     timestamps: np.ndarray
+    _stats: dict[str, float] | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return int(self.steps.shape[0])
+
+    def stats(self) -> dict[str, float]:
+        """last/min/max/average/variance, computed once: attribute listings repeat them for every request."""
+        if self._stats is None:
+            vals = self.values
+            self._stats = {
+                "last": float(vals[-1]),
+                "lastStep": float(self.steps[-1]),
+                "min": float(np.min(vals)),
+                "max": float(np.max(vals)),
+                "average": float(np.mean(vals)),
+                "variance": float(np.var(vals)),
+            }
+        return self._stats
 
 
 @dataclass
@@ -226,17 +241,8 @@ def attribute_properties(name: str, value: Any) -> JSON:
     elif t == "stringSet":
         props["values"] = sorted(value)
     elif t == "floatSeries":
-        n = len(value)
-        if n:
-            vals = value.values
-            props.update(
-                last=float(vals[-1]),
-                lastStep=float(value.steps[-1]),
-                min=float(np.min(vals)),
-                max=float(np.max(vals)),
-                average=float(np.mean(vals)),
-                variance=float(np.var(vals)),
-            )
+        if len(value):
+            props.update(value.stats())
     elif t == "stringSeries":
         if len(value):
             props.update(last=str(value.values[-1]), lastStep=float(value.steps[-1]))

@@ -17,6 +17,7 @@ Typical use::
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import io
@@ -253,6 +254,11 @@ class _Handler(BaseHTTPRequestHandler):
     def setup(self) -> None:
         super().setup()
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.app._connections.add(self.connection)
+
+    def finish(self) -> None:
+        self.server.app._connections.discard(self.connection)
+        super().finish()
 
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
         self.server.app._dispatch(self, "GET")
@@ -283,7 +289,8 @@ class FakeNeptune2Server:
     Accounting: ``counts`` (operationId -> requests), ``requests`` (list of RequestRecord).
     Knobs: ``latency`` (seconds added to every request), ``max_offset`` (leaderboard window, 10 000),
     ``artifacts_enabled``, ``channel_api_enabled``, ``file_set_prepare_polls`` (polls answered without a
-    download URL), ``access_token_ttl`` (seconds), ``config_overrides`` (merged into ClientConfig).
+    download URL), ``access_token_ttl`` (seconds), ``config_overrides`` (merged into ClientConfig),
+    ``string_series_max_value_length`` (truncate served string-series values, like legacy servers did).
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, username: str = "fake-user") -> None:
@@ -318,6 +325,8 @@ class FakeNeptune2Server:
         self._search_cache: dict[tuple[Any, ...], list[Container]] = {}
         self._attr_def_cache: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
 
+        self.string_series_max_value_length: int | None = None
+        self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._routes, self._template_routes = self._build_routes()
@@ -336,10 +345,14 @@ class FakeNeptune2Server:
         return self
 
     def stop(self) -> None:
+        """Stop serving and cut kept-alive client connections, so no handler thread outlives the server."""
         if self._httpd is not None:
             self._httpd.shutdown()
             self._httpd.server_close()
             self._httpd = None
+        for conn in list(self._connections):
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
@@ -1106,9 +1119,9 @@ class FakeNeptune2Server:
     def _op_getStringSeriesValues(self, req: Request) -> Response:  # noqa: N802
         _, _, s = self._attr(req, "stringSeries")
         page = _series_page(s, self._page(req, len(s)))
-        max_len = req.q("maxSingleValueLength")
-        if max_len:
-            n = int(max_len)
+        limits = [int(x) for x in (req.q("maxSingleValueLength"), self.string_series_max_value_length) if x]
+        if limits:
+            n = min(limits)
             for v in page["values"]:
                 v["value"] = v["value"][:n]
         return _json(page)
