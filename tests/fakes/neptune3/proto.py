@@ -97,6 +97,8 @@ def encode_float_points(
         return b""
     ts = np.ascontiguousarray(timestamps_ms, dtype=np.int64).view(np.uint64)
     ts_len = _varint_lengths(ts)
+    if bool(np.all(ts_len == ts_len[0])):
+        return _encode_uniform(ts, int(ts_len[0]), steps, values, is_preview, completion_ratio)
     inner_len = 1 + ts_len + 9 + 9 + 2 + 5  # always < 128, so the length prefix is one byte
     record_len = 2 + inner_len
     offsets = np.zeros(n, dtype=np.int64)
@@ -134,3 +136,44 @@ def encode_float_points(
     ratio = np.ones(n, dtype="<f4") if completion_ratio is None else np.asarray(completion_ratio, dtype="<f4")
     put_fixed(_TAG_RATIO, ratio, 4)
     return out.tobytes()
+
+
+def _encode_uniform(
+    ts: np.ndarray,
+    ts_len: int,
+    steps: np.ndarray,
+    values: np.ndarray,
+    is_preview: np.ndarray | None,
+    completion_ratio: np.ndarray | None,
+) -> bytes:
+    """Fast path of ``encode_float_points`` when every timestamp varint has the same length (the usual case):
+    records have a fixed size, so each field is one strided column write into an (n, record) byte matrix."""
+    n = len(ts)
+    inner = 1 + ts_len + 9 + 9 + 2 + 5
+    rec = np.empty((n, 2 + inner), dtype=np.uint8)
+    rec[:, 0] = _TAG_POINT
+    rec[:, 1] = inner
+    rec[:, 2] = _TAG_TS
+    remaining = ts.copy()
+    for k in range(ts_len):
+        chunk = (remaining & np.uint64(0x7F)).astype(np.uint8)
+        rec[:, 3 + k] = chunk | 0x80 if k < ts_len - 1 else chunk
+        remaining >>= np.uint64(7)
+    pos = 3 + ts_len
+    rec[:, pos] = _TAG_STEP
+    rec[:, pos + 1 : pos + 9] = np.ascontiguousarray(steps, dtype="<f8").view(np.uint8).reshape(n, 8)
+    pos += 9
+    rec[:, pos] = _TAG_VALUE
+    rec[:, pos + 1 : pos + 9] = np.ascontiguousarray(values, dtype="<f8").view(np.uint8).reshape(n, 8)
+    pos += 9
+    rec[:, pos] = _TAG_PREVIEW
+    rec[:, pos + 1] = 0 if is_preview is None else np.asarray(is_preview, dtype=np.uint8)
+    pos += 2
+    rec[:, pos] = _TAG_RATIO
+    ratio = (
+        np.ones(n, dtype="<f4")
+        if completion_ratio is None
+        else np.ascontiguousarray(completion_ratio, dtype="<f4")
+    )
+    rec[:, pos + 1 : pos + 5] = ratio.view(np.uint8).reshape(n, 4)
+    return rec.tobytes()
