@@ -142,6 +142,7 @@ class RequestRecord:
     path: str
     op: str
     query: dict[str, list[str]]
+    headers: dict[str, str] = field(default_factory=dict)
     status: int = 0
     fault: str | None = None
 
@@ -286,7 +287,8 @@ class FakeNeptune2Server:
     """In-process fake of a self-hosted Neptune 2.x server.
 
     Data: ``add_project``, ``add_run``, ``add_model``, ``add_model_version``.  Faults: ``faults.add(...)``.
-    Accounting: ``counts`` (operationId -> requests), ``requests`` (list of RequestRecord).
+    Accounting: ``counts`` (operationId -> requests), ``requests`` (list of RequestRecord with query and
+    headers; set ``record_requests = False`` to keep only the counts in long benchmarks).
     Knobs: ``latency`` (seconds added to every request), ``max_offset`` (leaderboard window, 10 000),
     ``artifacts_enabled``, ``channel_api_enabled``, ``file_set_prepare_polls`` (polls answered without a
     download URL), ``access_token_ttl`` (seconds), ``config_overrides`` (merged into ClientConfig),
@@ -326,6 +328,7 @@ class FakeNeptune2Server:
         self._attr_def_cache: dict[tuple[Any, ...], list[tuple[str, str]]] = {}
 
         self.string_series_max_value_length: int | None = None
+        self.record_requests = True
         self._connections: set[socket.socket] = set()
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -758,10 +761,13 @@ class FakeNeptune2Server:
         body = h.rfile.read(length) if length else b""
         route = self._route(method, path)
         op = route[0] if route else f"{method} {path}"
-        record = RequestRecord(method, path, op, query)
+        record = RequestRecord(
+            method, path, op, query, dict(h.headers.items()) if self.record_requests else {}
+        )
         with self._lock:
             self.counts[op] += 1
-            self.requests.append(record)
+            if self.record_requests:
+                self.requests.append(record)
 
         if self.latency:
             time.sleep(self.latency)
