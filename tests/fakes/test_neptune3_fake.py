@@ -7,6 +7,8 @@ paging and fault tests use the data builder, which is much faster than going thr
 from __future__ import annotations
 
 import math
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -543,3 +545,32 @@ def test_missing_blob_is_skipped(fake_neptune3: FakeNeptune3, tmp_path: Path) ->
     table = nq_runs.fetch_runs_table(runs=["f"], attributes=["files/a"])
     out = nq_runs.download_files(files=table, destination=tmp_path)
     assert out.isna().all().all()
+
+
+# -- client versions ---------------------------------------------------------------------------------------------
+def test_compat_smoke_with_installed_client() -> None:
+    from tests.fakes.neptune3 import compat_smoke
+
+    counts = compat_smoke.main()
+    assert counts["/api/backend/v1/authorization/oauth-token"] == 1
+    assert "/api/backend/v1/clients/config" not in counts  # >= 1.10 skips config + discovery
+
+
+@pytest.mark.skipif(
+    not os.environ.get("NEPTUNE3_FAKE_COMPAT_PYTHON"),
+    reason="set NEPTUNE3_FAKE_COMPAT_PYTHON to an interpreter with another neptune-query (e.g. 1.7.0)",
+)
+def test_compat_smoke_with_other_client_version() -> None:
+    python = os.environ["NEPTUNE3_FAKE_COMPAT_PYTHON"]
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    done = subprocess.run(
+        [python, "-m", "tests.fakes.neptune3.compat_smoke"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert ": OK" in done.stdout
