@@ -223,6 +223,10 @@ def test_file_download(populated: FakeNeptune2Server, tmp_path: Path) -> None:
     assert target.read_bytes() == b"\x00weights\x01"
     run["model/ckpt"].download(str(tmp_path))  # a directory: the name comes from Content-Disposition
     assert (tmp_path / "ckpt.pt").read_bytes() == b"\x00weights\x01"
+    download = next(r for r in populated.requests if r.op == "downloadAttribute")
+    assert download.headers["Accept"] == "application/octet-stream"
+    assert download.headers["Authorization"].startswith("Bearer ")
+    assert "X-Neptune-LegacyClient" not in download.headers  # raw downloads skip the default headers
     assert run["model/ckpt"].fetch_extension() == "pt"
     run.stop()
 
@@ -263,6 +267,9 @@ def test_file_set_zip(populated: FakeNeptune2Server, tmp_path: Path) -> None:
     target = tmp_path / "files.zip"
     run["source_code/files"].download(str(target))
     assert srv.count("getDownloadPrepareRequest") == 2 and srv.count("downloadFileSetZip") == 1
+    assert (
+        next(r for r in srv.requests if r.op == "downloadFileSetZip").headers["Accept"] == "application/zip"
+    )
     with zipfile.ZipFile(target) as zf:
         assert sorted(zf.namelist()) == ["main.py", "pkg/util.py"]
         assert zf.read("pkg/util.py") == b"X = 1\n"
@@ -283,6 +290,9 @@ def test_artifact_file_list(populated: FakeNeptune2Server) -> None:
         42,
         {"a": "1"},
     )
+    listing = next(r for r in populated.requests if r.op == "listArtifactFiles")
+    assert listing.headers["X-Neptune-Artifact-Api-Version"] == "2"
+    assert listing.query["projectIdentifier"] == [populated.project("ws/proj").id]
     assert (
         run["datasets/train"].fetch_hash()
         == populated.container("ws/proj", "PROJ-1").attrs["datasets/train"].hash
