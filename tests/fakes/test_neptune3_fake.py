@@ -22,6 +22,7 @@ import pytest
 from tests.fakes.neptune3 import FakeNeptune3, fixtures
 from tests.fakes.neptune3.fixtures import running_fake_neptune3
 from tests.fakes.neptune3.proto import encode_float_points, series_values_pb2
+from tests.fakes.neptune3.store import Series, SeriesRejected
 
 nq = pytest.importorskip("neptune_query")
 import neptune_query.runs as nq_runs  # noqa: E402
@@ -122,6 +123,9 @@ def _write_golden_data() -> None:
     run_b.add_tags(["golden"])
     for i in range(10):
         run_b.log_metrics({"metrics/loss": 10.0 - i}, step=i, timestamp=T0 + timedelta(seconds=i))
+    # steps keep 6 decimals on the wire: both of these become step 10.0, and the second one is refused
+    run_b.log_metrics({"metrics/loss": 0.5}, step=10.0000001, timestamp=T0 + timedelta(seconds=10))
+    run_b.log_metrics({"metrics/loss": 0.25}, step=10.0000004, timestamp=T0 + timedelta(seconds=11))
 
     assert run_a.wait_for_processing(timeout=60, verbose=False)
     fork = _scale_run(run_id="golden-fork", fork_run_id="golden-a", fork_step=2.0)
@@ -146,7 +150,9 @@ def golden() -> Iterator[FakeNeptune3]:
         fake.faults.add(r"^/api/client/v1/ingest$", "5xx", times=1)
         fake.faults.add(r"^/_fake_storage/", "5xx", times=1, method="PUT", status=500)
         _write_golden_data()
-        assert fake.store.rejected == []
+        assert [(run, msg.split(":")[0]) for _, run, msg in fake.store.rejected] == [
+            ("golden-b", "metrics/loss")
+        ]
         assert fake.server_errors == []
         yield fake
         assert fake.server_errors == []
@@ -225,6 +231,12 @@ def test_metrics_values_decimal_steps_and_timestamps(golden: FakeNeptune3) -> No
         runs=["golden-a"], attributes="metrics/loss", tail_limit=3, lineage_to_the_root=False
     )
     assert list(tail.loc["golden-a"].index) == LOSS_STEPS[-3:]
+
+
+def test_steps_colliding_after_rounding(golden: FakeNeptune3) -> None:
+    df = nq_runs.fetch_metrics(runs=["golden-b"], attributes="metrics/loss")
+    assert list(df.loc["golden-b"].index)[-2:] == [9.0, 10.0]
+    assert df.loc[("golden-b", 10.0), "metrics/loss"] == 0.5
 
 
 def test_metric_previews(golden: FakeNeptune3) -> None:
@@ -310,6 +322,40 @@ def test_filters_run_through_the_nql_subset(golden: FakeNeptune3) -> None:
     assert runs(Filter.gt(Attribute("metrics/loss", type="float_series"), 150)) == {  # last value
         "golden-fork2"
     }
+
+
+# -- store rules and builder data ------------------------------------------------------------------------------
+def test_series_step_rules() -> None:
+    series = Series("floatSeries")
+    series.append(1.0, 1.0, 0)
+    series.append(2.0, 2.0, 0)
+    series.append(2.0, 2.0, 0)  # the same point again (a retried request) is a no-op
+    with pytest.raises(SeriesRejected) as dup:
+        series.append(2.0, 9.0, 0)
+    assert dup.value.code == SeriesRejected.POINT_DUPLICATE
+    with pytest.raises(SeriesRejected) as back:
+        series.append(1.5, 9.0, 0)
+    assert back.value.code == SeriesRejected.STEP_NON_INCREASING
+    series.append(3.0, 30.0, 0, is_preview=True, ratio=0.3)
+    series.append(4.0, 40.0, 0, is_preview=True, ratio=0.4)
+    series.append(3.5, 35.0, 0, is_preview=True, ratio=0.5)  # replaces the preview at 4.0
+    assert list(series.columns().steps) == [1.0, 2.0, 3.0, 3.5]
+    with pytest.raises(SeriesRejected) as early:
+        series.append(2.0, 1.0, 0, is_preview=True)
+    assert early.value.code == SeriesRejected.PREVIEW_NOT_AFTER_COMMITTED
+    series.append(3.2, 32.0, 0)  # a committed point drops the remaining previews
+    cols = series.columns()
+    assert list(cols.steps) == [1.0, 2.0, 3.2] and not cols.is_preview.any()
+    assert series.aggregates()["last"] == 32.0
+
+
+def test_experiment_name_moves_to_the_newest_holder(fake_neptune3: FakeNeptune3) -> None:
+    fake_neptune3.data.run("first", experiment_name="shared", configs={"v": 1})
+    fake_neptune3.data.run("second", experiment_name="shared", configs={"v": 2})
+    assert nq.list_experiments() == ["shared"]
+    table = nq.fetch_experiments_table(experiments=["shared"], attributes=["v", "sys/custom_run_id"])
+    assert table.loc["shared", "sys/custom_run_id"] == "second"
+    assert set(nq_runs.list_runs()) == {"first", "second"}
 
 
 # -- builder data: paging -------------------------------------------------------------------------------------

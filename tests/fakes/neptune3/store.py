@@ -108,8 +108,10 @@ class Columns:
 class SeriesRejected(ValueError):
     """A point was refused; the ingest endpoint reports ``code`` (an IngestCode number) in the request status."""
 
-    STEP_NON_INCREASING = 25  # IngestCode.SERIES_STEP_NON_INCREASING
     TYPE_CONFLICTING = 21  # IngestCode.FIELD_TYPE_CONFLICTING
+    POINT_DUPLICATE = 24  # IngestCode.SERIES_POINT_DUPLICATE
+    STEP_NON_INCREASING = 25  # IngestCode.SERIES_STEP_NON_INCREASING
+    PREVIEW_NOT_AFTER_COMMITTED = 42  # IngestCode.SERIES_PREVIEW_STEP_NOT_AFTER_LAST_COMMITTED_STEP
 
     def __init__(self, message: str, code: int = STEP_NON_INCREASING) -> None:
         super().__init__(message)
@@ -117,7 +119,14 @@ class SeriesRejected(ValueError):
 
 
 class Series:
-    """One series attribute. Points are kept ordered by step; steps are unique."""
+    """One series attribute. Points are kept ordered by step; steps are unique.
+
+    Step rules applied on append (the fake's reading of the ingest error codes, not a documented contract):
+    a committed (non-preview) point must come after the last committed step and discards any trailing
+    preview points; re-sending the last committed point unchanged is a no-op (a retried request), a
+    different value at that step is ``SERIES_POINT_DUPLICATE``, an earlier step ``SERIES_STEP_NON_INCREASING``.
+    A preview point must come after the last committed step and replaces previews at or after its step.
+    """
 
     def __init__(self, attr_type: str) -> None:
         self.attr_type = attr_type
@@ -136,7 +145,9 @@ class Series:
         self._buf_ratio: list[float] = []
         self._buf_has_preview = False
         self._last_step: float | None = None
-        self._last_is_preview = False
+        self._committed_step: float | None = None
+        self._committed_value: Any = None
+        self._trailing_previews = 0
         self._aggregates: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
@@ -144,34 +155,45 @@ class Series:
     def append(
         self, step: float, value: Any, timestamp_ms: int, is_preview: bool = False, ratio: float = 1.0
     ) -> None:
-        """Append one point with Neptune 3 step rules.
-
-        A step must be greater than the last one, except that preview points may be replaced: a point at or
-        before the last step is accepted when every point from that step on is a preview.
-        """
+        """Append one point with the step rules described on the class."""
+        step = float(step)
         with self._lock:
-            if self._last_step is not None and step <= self._last_step:
-                self._replace_previews_from(step)
-            self._buf_steps.append(float(step))
+            committed = self._committed_step
+            if committed is not None and step <= committed:
+                if is_preview:
+                    raise SeriesRejected(
+                        f"preview step {step} is not after the last committed step {committed}",
+                        SeriesRejected.PREVIEW_NOT_AFTER_COMMITTED,
+                    )
+                if step == committed and _same(value, self._committed_value):
+                    return
+                if step == committed:
+                    raise SeriesRejected(f"another value at step {step}", SeriesRejected.POINT_DUPLICATE)
+                raise SeriesRejected(f"step {step} is not after the last step {committed}")
+            if self._trailing_previews:
+                self._drop_trailing_previews(None if not is_preview else step)
+            self._buf_steps.append(step)
             self._buf_ts.append(int(timestamp_ms))
             self._buf_values.append(value)
             self._buf_preview.append(bool(is_preview))
             self._buf_ratio.append(float(ratio))
             self._buf_has_preview = self._buf_has_preview or bool(is_preview)
-            self._last_step = float(step)
-            self._last_is_preview = bool(is_preview)
+            self._last_step = step
+            if is_preview:
+                self._trailing_previews += 1
+            else:
+                self._committed_step, self._committed_value = step, value
             self._aggregates = None
 
-    def _replace_previews_from(self, step: float) -> None:
+    def _drop_trailing_previews(self, from_step: float | None) -> None:
+        """Remove trailing previews (all of them, or those at or after ``from_step``). Caller holds the lock."""
         cols = self._fold()
-        start = int(np.searchsorted(cols.steps, step, side="left"))
-        tail_preview = (
-            cols.is_preview[start:] if cols.is_preview is not None else np.zeros(len(cols) - start, bool)
-        )
-        if len(cols) - start == 0 or not bool(np.all(tail_preview)):
-            raise SeriesRejected(f"step {step} is not greater than the last step {self._last_step}")
-        self._frozen = cols.slice(0, start)
-        self._last_step = float(cols.steps[start - 1]) if start else None
+        keep = len(cols) - self._trailing_previews
+        if from_step is not None:
+            keep = max(keep, int(np.searchsorted(cols.steps, from_step, side="left")))
+        self._trailing_previews -= len(cols) - keep
+        self._frozen = cols.slice(0, keep)
+        self._last_step = float(cols.steps[keep - 1]) if keep else None
 
     def extend(
         self,
@@ -209,7 +231,14 @@ class Series:
                 raise ValueError("steps, values and timestamps must have the same length")
             self._frozen = part if len(cols) == 0 else Columns.concat([cols, part], self.is_float)
             self._last_step = float(steps[-1])
-            self._last_is_preview = bool(part.is_preview[-1]) if part.is_preview is not None else False
+            flags = part.is_preview if part.is_preview is not None else np.zeros(len(part), dtype=bool)
+            committed = np.flatnonzero(~flags)
+            if len(committed):
+                self._committed_step = float(steps[committed[-1]])
+                self._committed_value = part.values[committed[-1]]
+                self._trailing_previews = int(len(part) - committed[-1] - 1)
+            else:
+                self._trailing_previews += len(part)
             self._aggregates = None
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -275,6 +304,16 @@ class Series:
                     agg["variance"] = float(finite.var()) if len(finite) else math.nan
             self._aggregates = agg
             return agg
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equality that treats NaN as equal to NaN (a retried NaN point is still the same point)."""
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    try:
+        return bool(a == b)
+    except Exception:
+        return False
 
 
 def _object_array(values: Iterable[Any]) -> np.ndarray:
