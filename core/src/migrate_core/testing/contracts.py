@@ -12,7 +12,7 @@ import pytest
 
 from ..api import RunContext, RunReader, RunReport, Selection, Sink, Source, Storage
 from ..errors import UnsafePathError
-from ..format import ATTRIBUTE_TYPES, SCHEMA, make_batch
+from ..format import ATTRIBUTE_TYPES, SCHEMA, make_batch, plain
 from .fakes import MemoryRun, MemorySource, MemoryStorage, export_into, sample_runs, tables_equal
 
 
@@ -22,7 +22,7 @@ def _ctx() -> RunContext:
 
 def _read_all(storage: Storage, run: Any) -> pa.Table:
     batches = list(storage.read(run))
-    return pa.Table.from_batches(batches, schema=SCHEMA) if batches else SCHEMA.empty_table()
+    return plain(pa.Table.from_batches(batches)) if batches else SCHEMA.empty_table()
 
 
 class StorageContract:

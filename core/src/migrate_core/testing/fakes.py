@@ -26,7 +26,7 @@ from ..api import (
     VerifyResult,
 )
 from ..errors import UnsafePathError
-from ..format import SCHEMA, conform, drop_absent, make_batch
+from ..format import SCHEMA, conform, drop_absent, make_batch, plain
 from ..manifest import AttributeStats, finish_manifest, new_manifest
 from ..paths import safe_relative, safe_segment
 
@@ -184,7 +184,7 @@ class MemorySink(Sink):
         if reader.run_id in self.fail:
             raise self.fail[reader.run_id]
         batches = list(reader.batches())
-        table = pa.Table.from_batches(batches, schema=batches[0].schema) if batches else SCHEMA.empty_table()
+        table = plain(pa.Table.from_batches(batches)) if batches else SCHEMA.empty_table()
         table, absent = drop_absent(table)
         files = {}
         for path in table.column("file_value").combine_chunks().field("path").to_pylist():
