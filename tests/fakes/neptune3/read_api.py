@@ -226,7 +226,7 @@ def _sorted_runs(runs: list[Run], sorting: dict[str, Any] | None) -> list[Run]:
     return [run for _, run in present] + missing
 
 
-def search_entries(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
+def _search_entries(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
     """POST /api/leaderboard/v1/proto/leaderboard/entries/search/ -> ProtoLeaderboardEntriesSearchResultDTO."""
     proj = _project_or_404(store, project_name)
     with store.lock:
@@ -266,7 +266,7 @@ def search_entries(store: Store, project_name: str | None, body: dict[str, Any])
 
 
 # -- attribute definitions and values -----------------------------------------------------------------
-def query_definitions(store: Store, body: dict[str, Any]) -> Answer:
+def _query_definitions(store: Store, body: dict[str, Any]) -> Answer:
     """POST /api/leaderboard/v1/leaderboard/attributes/definitions/query -> JSON entries + nextPage."""
     projects = body.get("projectIdentifiers") or []
     ids = body.get("experimentIdsFilter")
@@ -297,7 +297,7 @@ def query_definitions(store: Store, body: dict[str, Any]) -> Answer:
     return Answer.json({"entries": [{"name": n, "type": t} for n, t in chunk], "nextPage": page})
 
 
-def query_attribute_values(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
+def _query_attribute_values(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
     """POST /api/leaderboard/v1/proto/leaderboard/attributes/query -> ProtoQueryAttributesResultDTO."""
     ids = body.get("experimentIdsFilter")
     if ids is not None:
@@ -324,6 +324,24 @@ def query_attribute_values(store: Store, project_name: str | None, body: dict[st
     result.nextPage.limit = limit
     result.nextPage.nextPageToken = str(offset + limit) if offset + limit < len(pairs) else ""
     return Answer(body=result.SerializeToString())
+
+
+def search_entries(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
+    """POST /api/leaderboard/v1/proto/leaderboard/entries/search/ -> ProtoLeaderboardEntriesSearchResultDTO."""
+    with store.lock:  # a consistent view while neptune-scale may be writing
+        return _search_entries(store, project_name, body)
+
+
+def query_definitions(store: Store, body: dict[str, Any]) -> Answer:
+    """POST /api/leaderboard/v1/leaderboard/attributes/definitions/query -> JSON entries + nextPage."""
+    with store.lock:
+        return _query_definitions(store, body)
+
+
+def query_attribute_values(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
+    """POST /api/leaderboard/v1/proto/leaderboard/attributes/query -> ProtoQueryAttributesResultDTO."""
+    with store.lock:
+        return _query_attribute_values(store, project_name, body)
 
 
 # -- series ---------------------------------------------------------------------------------------------
@@ -396,12 +414,13 @@ def float_series(store: Store, body: dict[str, Any]) -> Answer:
     parts: list[bytes] = []
     for request in body.get("requests") or []:
         series = request.get("series") or {}
-        run = _resolve(store, series)
-        cols = None
-        if run is not None:
-            cols = series_columns(
-                run, series.get("attribute", ""), {"floatSeries"}, series.get("lineage", "NONE")
-            )
+        with store.lock:  # ingest may be adding attributes concurrently
+            run = _resolve(store, series)
+            cols = None
+            if run is not None:
+                cols = series_columns(
+                    run, series.get("attribute", ""), {"floatSeries"}, series.get("lineage", "NONE")
+                )
         head = sv.ProtoFloatSeriesValuesSingleSeriesResponseDTO(requestId=str(request.get("requestId", "")))
         if cols is None:
             inner = sv.ProtoFloatSeriesValuesDTO(total_item_count=0).SerializeToString()
@@ -458,16 +477,19 @@ def series_values(
         out = result.series.add(requestId=str(request.get("requestId", "")))
         search_after = request.get("searchAfter") or {}
         after_step, sent = _decode_token(search_after.get("token"))
-        run = _resolve(store, series)
         attribute = series.get("attribute", "")
-        cols = None if run is None else series_columns(run, attribute, types, series.get("lineage", "NONE"))
+        with store.lock:
+            run = _resolve(store, series)
+            cols = (
+                None if run is None else series_columns(run, attribute, types, series.get("lineage", "NONE"))
+            )
+            attr_type = "stringSeries" if run is None else _series_type(run, attribute, types)
         target = out.string_series if deprecated_string_fields else out.seriesValues
         target.SetInParent()
         if cols is None:
             out.searchAfter.finished = True
             out.searchAfter.token = _encode_token(None, 0)
             continue
-        attr_type = _series_type(run, attribute, types)  # type: ignore[arg-type]
         cols = _after(
             _restrict(cols, body.get("stepRange"), series.get("includePreview")), after_step, descending
         )
