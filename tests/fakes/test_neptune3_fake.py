@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -620,3 +621,17 @@ def test_compat_smoke_with_other_client_version() -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert ": OK" in done.stdout
+
+
+def test_stop_leaves_no_handler_threads() -> None:
+    def handler_threads() -> int:
+        return sum("process_request_thread" in t.name for t in threading.enumerate())
+
+    before = handler_threads()
+    with running_fake_neptune3() as fake:
+        fake.data.run("a")
+        assert nq_runs.list_runs() == ["a"]  # leaves a keep-alive connection in the client's pool
+    deadline = time.monotonic() + 5
+    while handler_threads() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert handler_threads() <= before

@@ -36,6 +36,15 @@ def reload_neptune_query_context() -> None:
     set_context()
 
 
+def forget_neptune_query_clients() -> None:
+    """neptune-query caches one HTTP client per API token for the whole process; drop those of a stopped fake."""
+    try:
+        from neptune_query.internal.client import clear_cache
+    except ImportError:  # pragma: no cover - older layout or not installed
+        return
+    clear_cache()
+
+
 @contextlib.contextmanager
 def running_fake_neptune3(
     project: str = "fake-workspace/fake-project", **kwargs: object
@@ -51,6 +60,7 @@ def running_fake_neptune3(
             restore_env(previous)
             reload_neptune_query_context()
             fake.stop()
+            forget_neptune_query_clients()
 
 
 @pytest.fixture

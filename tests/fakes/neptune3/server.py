@@ -72,9 +72,32 @@ Handler = Callable[["FakeNeptune3", _Request], Answer]
 
 
 class _HttpServer(ThreadingHTTPServer):
+    """Tracks open connections so ``stop()`` can close keep-alive sockets the clients' pools still hold."""
+
     daemon_threads = True
     allow_reuse_address = True
     fake: FakeNeptune3
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_sockets: set[socket.socket] = set()
+        self.sockets_lock = threading.Lock()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self.sockets_lock:
+            self.open_sockets.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.sockets_lock:
+                self.open_sockets.discard(request)
+
+    def close_open_sockets(self) -> None:
+        with self.sockets_lock:
+            sockets = list(self.open_sockets)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -211,6 +234,7 @@ class FakeNeptune3:
             return
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._httpd.close_open_sockets()  # ends handler threads parked on idle keep-alive connections
         if self._thread is not None:
             self._thread.join(timeout=5)
         self._httpd = None
