@@ -359,6 +359,21 @@ def test_experiment_name_moves_to_the_newest_holder(fake_neptune3: FakeNeptune3)
     assert set(nq_runs.list_runs()) == {"first", "second"}
 
 
+@pytest.mark.filterwarnings("ignore::neptune_query.warnings.ExperimentalWarning")
+def test_metric_buckets(fake_neptune3: FakeNeptune3) -> None:
+    fake_neptune3.data.run("r1", experiment_name="e1").metric("m", np.arange(11.0), np.arange(11.0) ** 2)
+    df = nq.fetch_metric_buckets(experiments=["e1"], y="m", limit=5)
+    assert [(b.left, b.right) for b in df.index] == [
+        (0.0, 2.0),
+        (2.0, 4.0),
+        (4.0, 6.0),
+        (6.0, 8.0),
+        (8.0, 10.0),
+    ]
+    assert list(df[("e1", "m", "x")]) == [0.0, 4.0, 6.0, 8.0, 10.0]  # first point, then each bucket's last
+    assert list(df[("e1", "m", "y")]) == [0.0, 16.0, 36.0, 64.0, 100.0]
+
+
 # -- builder data: paging -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("uniform_timestamps", [True, False])
 def test_float_encoder_matches_shipped_message_classes(uniform_timestamps: bool) -> None:

@@ -19,12 +19,14 @@ try:  # neptune-query >= 1.10 ships its own copy of the API client
     from neptune_query.generated.neptune_api.proto.neptune_pb.api.v1.model import (
         attributes_pb2,
         leaderboard_entries_pb2,
+        requests_pb2,
         series_values_pb2,
     )
 except ImportError:  # pragma: no cover - neptune-query <= 1.9 with the neptune-api package
     from neptune_api.proto.neptune_pb.api.v1.model import (  # type: ignore[no-redef]
         attributes_pb2,
         leaderboard_entries_pb2,
+        requests_pb2,
         series_values_pb2,
     )
 
@@ -42,6 +44,7 @@ __all__ = [
     "ingest_pb2",
     "leaderboard_entries_pb2",
     "request_status_pb2",
+    "requests_pb2",
     "series_values_pb2",
     "varint",
 ]

@@ -534,3 +534,74 @@ def signed_urls(base_url: str, body: dict[str, Any], sign: Any) -> Answer:
             }
         )
     return Answer.json({"files": files})
+
+
+# -- metric buckets (neptune_query.fetch_metric_buckets) -------------------------------------------------------
+def _formula_attribute(formula: str) -> str:
+    """``${name}`` with ``\\``, ``$``, ``{``, ``}`` backslash-escaped -> ``name``."""
+    if formula.startswith("${") and formula.endswith("}"):
+        formula = formula[2:-1]
+    return re.sub(r"\\(.)", r"\1", formula)
+
+
+def _bucket_stats(bucket: Any, steps: np.ndarray, values: np.ndarray) -> None:
+    finite = np.isfinite(values)
+    bucket.nanCount = int(np.isnan(values).sum())
+    bucket.positiveInfCount = int(np.isposinf(values).sum())
+    bucket.negativeInfCount = int(np.isneginf(values).sum())
+    bucket.finitePointCount = int(finite.sum())
+    if bucket.finitePointCount:
+        fx, fy = steps[finite], values[finite]
+        bucket.first.x, bucket.first.y = float(fx[0]), float(fy[0])
+        bucket.last.x, bucket.last.y = float(fx[-1]), float(fy[-1])
+        bucket.localMin, bucket.localMax = float(fy.min()), float(fy.max())
+        bucket.localSum = float(fy.sum())
+
+
+def timeseries_buckets(store: Store, payload: bytes) -> Answer:
+    """POST /api/leaderboard/v1/proto/attributes/timeseries/buckets (protobuf in and out).
+
+    Buckets over steps, as neptune-query's ``_collapse_open_buckets`` expects them: bucket 0 is
+    ``(-inf, lo]``, then ``maxBuckets - 1`` equal buckets over ``(lo, hi]`` where ``[lo, hi]`` is the view
+    range or the series' own step range. A series with one distinct step gets a single ``(step, +inf)`` bucket.
+    """
+    from .proto import requests_pb2
+
+    request = requests_pb2.ProtoGetTimeseriesBucketsRequest.FromString(payload)
+    view = request.view
+    max_buckets = max(1, int(view.maxBuckets or 1000))
+    result = sv.ProtoTimeseriesBucketsDTO()
+    for expr in request.expressions:
+        entry = result.entries.add(requestId=expr.requestId)
+        lineage = "FULL" if expr.lineage == requests_pb2.ProtoLineage.FULL else "NONE"
+        with store.lock:
+            run = store.find_run(expr.runId)
+            cols = (
+                None
+                if run is None
+                else series_columns(run, _formula_attribute(expr.customYFormula), {"floatSeries"}, lineage)
+            )
+        if cols is None:
+            continue
+        include_preview = expr.includePreview if expr.HasField("includePreview") else False
+        cols = _restrict(cols, None, include_preview)
+        if len(cols) == 0:
+            continue
+        lo = float(getattr(view, "from")) if view.HasField("from") else float(cols.steps[0])
+        hi = float(view.to) if view.HasField("to") else float(cols.steps[-1])
+        steps, values = cols.steps, np.asarray(cols.values, dtype=np.float64)
+        if hi <= lo or max_buckets == 1:
+            keep = steps >= lo if hi <= lo else steps <= hi
+            bucket = entry.bucket.add(index=0, fromX=lo, toX=math.inf)
+            _bucket_stats(bucket, steps[keep], values[keep])
+            continue
+        n = max_buckets - 1
+        edges = lo + (hi - lo) * np.arange(n + 1) / n
+        edges[-1] = hi
+        bounds = np.searchsorted(steps, edges, side="right")  # points <= edge
+        first = entry.bucket.add(index=0, fromX=-math.inf, toX=lo)
+        _bucket_stats(first, steps[: bounds[0]], values[: bounds[0]])
+        for i in range(n):
+            bucket = entry.bucket.add(index=i + 1, fromX=float(edges[i]), toX=float(edges[i + 1]))
+            _bucket_stats(bucket, steps[bounds[i] : bounds[i + 1]], values[bounds[i] : bounds[i + 1]])
+    return Answer(body=result.SerializeToString())

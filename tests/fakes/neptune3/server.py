@@ -204,6 +204,11 @@ class FakeNeptune3:
                 FakeNeptune3._float_series,
             ),
             ("POST", re.compile(r"^/api/leaderboard/v1/proto/attributes/series$"), FakeNeptune3._series),
+            (
+                "POST",
+                re.compile(r"^/api/leaderboard/v1/proto/attributes/timeseries/buckets$"),
+                FakeNeptune3._buckets,
+            ),
             ("POST", re.compile(r"^/api/storagebridge/v1/signedUrl$"), FakeNeptune3._signed_url),
             ("POST", re.compile(r"^/api/client/v1/ingest$"), FakeNeptune3._ingest),
             ("POST", re.compile(r"^/api/client/v1/ingest/check$"), FakeNeptune3._ingest_check),
@@ -475,6 +480,9 @@ class FakeNeptune3:
     def _series(self, request: _Request) -> Answer:
         deprecated = (request.param("useDeprecatedStringFields") or "false").lower() == "true"
         return read_api.series_values(self.store, request.json(), self.series_page_points, deprecated)
+
+    def _buckets(self, request: _Request) -> Answer:
+        return read_api.timeseries_buckets(self.store, request.raw)
 
     def _signed_url(self, request: _Request) -> Answer:
         return read_api.signed_urls(self.base_url, request.json(), self.sign_url)
