@@ -374,6 +374,17 @@ def test_metric_buckets(fake_neptune3: FakeNeptune3) -> None:
     assert list(df[("e1", "m", "y")]) == [0.0, 16.0, 36.0, 64.0, 100.0]
 
 
+@pytest.mark.filterwarnings("ignore::neptune_query.warnings.ExperimentalWarning")
+def test_global_search_across_projects(fake_neptune3: FakeNeptune3) -> None:
+    from neptune_query.experimental import fetch_runs_table_global
+
+    fake_neptune3.data.run("a1", configs={"lr": 0.1})
+    fake_neptune3.data.run("b1", project="other-ws/other-proj", configs={"lr": 0.2})
+    fake_neptune3.data.run("b2", project="other-ws/other-proj")
+    df = fetch_runs_table_global(runs=Filter.exists(Attribute("lr", type="float")), attributes=["lr"])
+    assert df["lr"].to_dict() == {(fake_neptune3.project, "a1"): 0.1, ("other-ws/other-proj", "b1"): 0.2}
+
+
 # -- builder data: paging -------------------------------------------------------------------------------------
 @pytest.mark.parametrize("uniform_timestamps", [True, False])
 def test_float_encoder_matches_shipped_message_classes(uniform_timestamps: bool) -> None:

@@ -226,11 +226,17 @@ def _sorted_runs(runs: list[Run], sorting: dict[str, Any] | None) -> list[Run]:
     return [run for _, run in present] + missing
 
 
-def _search_entries(store: Store, project_name: str | None, body: dict[str, Any]) -> Answer:
-    """POST /api/leaderboard/v1/proto/leaderboard/entries/search/ -> ProtoLeaderboardEntriesSearchResultDTO."""
-    proj = _project_or_404(store, project_name)
-    with store.lock:
+def _search_entries(
+    store: Store, project_name: str | None, body: dict[str, Any], *, global_search: bool = False
+) -> Answer:
+    """Filter (``experimentLeader``, NQL), sort, page and project runs of one project or of all projects."""
+    if global_search:
+        runs = [r for proj in store.projects.values() for r in proj.runs if not r.trashed]
+        projection = ["sys/id", "sys/name", "sys/custom_run_id"]
+    else:
+        proj = _project_or_404(store, project_name)
         runs = [r for r in proj.runs if not r.trashed]
+        projection = [f.get("path") for f in body.get("attributeFilters") or [] if f.get("path")]
     if body.get("experimentLeader"):
         runs = [r for r in runs if r.is_experiment_head]
     query = (body.get("query") or {}).get("query")
@@ -245,15 +251,14 @@ def _search_entries(store: Store, project_name: str | None, body: dict[str, Any]
     offset = int(pagination.get("offset") or 0)
     limit = int(pagination.get("limit") or 100)
     page = runs[offset : offset + limit]
-    projection = [f.get("path") for f in body.get("attributeFilters") or [] if f.get("path")]
 
     result = lb.ProtoLeaderboardEntriesSearchResultDTO(matching_item_count=len(runs))
-    ws, pname = proj.name.split("/")
     for run in page:
+        ws, pname = run.project.name.split("/")
         entry = result.entries.add(
             experiment_id=run.internal_id,
             type="run",
-            project_id=proj.uuid,
+            project_id=run.project.uuid,
             organization_id="org-" + ws,
             project_name=pname,
             organization_name=ws,
@@ -330,6 +335,13 @@ def search_entries(store: Store, project_name: str | None, body: dict[str, Any])
     """POST /api/leaderboard/v1/proto/leaderboard/entries/search/ -> ProtoLeaderboardEntriesSearchResultDTO."""
     with store.lock:  # a consistent view while neptune-scale may be writing
         return _search_entries(store, project_name, body)
+
+
+def global_search_entries(store: Store, body: dict[str, Any]) -> Answer:
+    """POST /api/leaderboard/v1/proto/leaderboard/entries/global/search/ (``neptune_query.experimental``):
+    runs of every project, each entry carrying sys/id, sys/name and sys/custom_run_id."""
+    with store.lock:
+        return _search_entries(store, None, body, global_search=True)
 
 
 def query_definitions(store: Store, body: dict[str, Any]) -> Answer:

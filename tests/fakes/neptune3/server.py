@@ -190,6 +190,11 @@ class FakeNeptune3:
             ),
             (
                 "POST",
+                re.compile(r"^/api/leaderboard/v1/proto/leaderboard/entries/global/search/?$"),
+                FakeNeptune3._global_search,
+            ),
+            (
+                "POST",
                 re.compile(r"^/api/leaderboard/v1/leaderboard/attributes/definitions/query$"),
                 FakeNeptune3._definitions,
             ),
@@ -467,6 +472,9 @@ class FakeNeptune3:
     # -- read handlers ------------------------------------------------------------------------------------
     def _search(self, request: _Request) -> Answer:
         return read_api.search_entries(self.store, request.param("projectIdentifier"), request.json())
+
+    def _global_search(self, request: _Request) -> Answer:
+        return read_api.global_search_entries(self.store, request.json())
 
     def _definitions(self, request: _Request) -> Answer:
         return read_api.query_definitions(self.store, request.json())
