@@ -76,6 +76,7 @@ class _HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # neptune-query opens up to 32 connections at once; the stdlib default is 5
     fake: FakeNeptune3
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -91,6 +92,10 @@ class _HttpServer(ThreadingHTTPServer):
         finally:
             with self.sockets_lock:
                 self.open_sockets.discard(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (timeout, reset) breaks the pipe mid-answer; note it instead of printing."""
+        self.fake.disconnects += 1
 
     def close_open_sockets(self) -> None:
         with self.sockets_lock:
@@ -168,6 +173,7 @@ class FakeNeptune3:
         self.faults = FaultInjector()
         self.requests: list[RequestRecord] = []
         self.server_errors: list[str] = []  # tracebacks of handler crashes (a test should keep this empty)
+        self.disconnects = 0  # connections the client dropped while the fake was answering
         self._host = host
         self._token_ttl = token_ttl_seconds
         self._issuer: TokenIssuer | None = None
