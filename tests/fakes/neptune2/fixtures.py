@@ -13,10 +13,12 @@ Outside pytest (benchmarks)::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 
@@ -83,15 +85,46 @@ def neptune2_client_env(server: FakeNeptune2Server, retries_timeout: int = RETRI
         clear_neptune_client_caches()
 
 
+@contextmanager
+def stop_neptune_containers_on_exit() -> Iterator[list[Any]]:
+    """Stop every neptune Run/Project/Model/ModelVersion started inside the block.
+
+    Containers left open are otherwise stopped by neptune's atexit hook, which logs into streams pytest has
+    already closed ("--- Logging error ---").  Wraps ``MetadataContainer._startup`` at class level, so it works
+    however the code under test imports ``neptune``.
+    """
+    try:
+        from neptune.metadata_containers.metadata_container import MetadataContainer
+    except ImportError:  # pragma: no cover - neptune not installed
+        yield []
+        return
+    started: list[Any] = []
+    original = MetadataContainer._startup
+
+    def recording_startup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        started.append(self)
+        return original(self, *args, **kwargs)
+
+    MetadataContainer._startup = recording_startup  # type: ignore[method-assign]
+    try:
+        yield started
+    finally:
+        MetadataContainer._startup = original  # type: ignore[method-assign]
+        for container in reversed(started):
+            with contextlib.suppress(Exception):
+                container.stop()
+
+
 @pytest.fixture
 def fake_neptune2() -> Iterator[FakeNeptune2Server]:
     """A started, empty FakeNeptune2Server with the process environment pointing the neptune client at it.
 
-    Function-scoped: every test gets its own server, port, token and data; stopped afterwards.
+    Function-scoped: every test gets its own server, port, token and data.  Afterwards the neptune containers
+    opened during the test are stopped, the server is stopped and the environment restored.
     """
     server = FakeNeptune2Server().start()
     try:
-        with neptune2_client_env(server):
+        with neptune2_client_env(server), stop_neptune_containers_on_exit():
             yield server
     finally:
         server.stop()
