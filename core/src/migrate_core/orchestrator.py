@@ -369,6 +369,9 @@ class _Job:
                     continue
                 self._collect()
             self._fail_stranded()
+        except BaseException:
+            self.orch.cancel.set()  # before shutdown() waits: workers stop at their next batch
+            raise
         finally:
             self.shutdown()
 
@@ -394,6 +397,9 @@ class _Job:
             while self.futures:
                 self._collect()
             self._fail_stranded()
+        except BaseException:
+            self.orch.cancel.set()
+            raise
         finally:
             self.shutdown()
 
