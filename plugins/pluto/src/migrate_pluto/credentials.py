@@ -1,0 +1,64 @@
+"""Where Pluto is and who we are: URLs from config or pluto-ml's env vars, the key from an env var or
+the key `pluto login` stored in pluto-ml's keyring entry. The key is never logged or written by us."""
+
+from __future__ import annotations
+
+import os
+
+from migrate_core.errors import PluginError
+
+from .settings import PlutoConfig
+from .transport import Endpoints
+
+CLOUD = {"api": "https://pluto-api.trainy.ai", "ingest": "https://pluto-ingest.trainy.ai",
+         "py": "https://pluto-py.trainy.ai"}
+_ENV = {"api": ("PLUTO_URL_API", "MLOP_URL_API"), "ingest": ("PLUTO_URL_INGEST", "MLOP_URL_INGEST"),
+        "py": ("PLUTO_URL_PY", "MLOP_URL_PY")}
+KEYRING_SERVICE = "pluto"  # pluto-ml's Settings.tag: service and user name of its keyring entry
+
+
+def endpoints(config: PlutoConfig) -> Endpoints:
+    def pick(kind: str) -> str:
+        configured = getattr(config, f"url_{kind}")
+        if configured:
+            return configured.rstrip("/")
+        for name in _ENV[kind]:
+            if os.environ.get(name):
+                return os.environ[name].rstrip("/")
+        return CLOUD[kind]
+
+    return Endpoints(api=pick("api"), ingest=pick("ingest"), py=pick("py"))
+
+
+def api_key(config: PlutoConfig) -> str:
+    key = os.environ.get(config.api_key_env, "").strip()
+    if not key and config.api_key_env == "PLUTO_API_KEY":
+        key = os.environ.get("MLOP_API_TOKEN", "").strip()
+    if not key:
+        key = _login_key()
+    if not key:
+        raise PluginError(
+            f"no Pluto API key: set {config.api_key_env} or run `pluto login` (keys start with mlps_ or mlpi_)"
+        )
+    return key
+
+
+def _login_key() -> str:
+    """The key `pluto login` saved (system keyring, else keyrings.alt's plaintext file, as pluto-ml does)."""
+    try:
+        import keyring
+        import keyring.errors
+    except ImportError:
+        return ""
+    try:
+        return keyring.get_password(KEYRING_SERVICE, KEYRING_SERVICE) or ""
+    except (keyring.errors.NoKeyringError, AssertionError):
+        pass
+    except Exception:
+        return ""
+    try:
+        from keyrings.alt.file import PlaintextKeyring
+
+        return PlaintextKeyring().get_password(KEYRING_SERVICE, KEYRING_SERVICE) or ""
+    except Exception:
+        return ""

@@ -1,0 +1,121 @@
+"""NDJSON bodies for Pluto's ingest endpoints, built from Arrow arrays.
+
+Metric lines are assembled entirely in Arrow compute (number formatting is shortest round-trip, so
+every float64 survives exactly; NaN and +-Inf become the bare literals the ingest server accepts).
+String and histogram payloads need JSON escaping per value, which runs per row but off the metric path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+
+def _text(values: np.ndarray) -> pa.Array:
+    return pc.cast(pa.array(values), pa.string())
+
+
+def float_text(values: pa.Array) -> pa.Array:
+    """float64 -> JSON number text: shortest round-trip digits, NaN/Infinity/-Infinity literals."""
+    text = pc.cast(values, pa.string())
+    if pc.any(pc.invert(pc.is_finite(values))).as_py():
+        text = pc.if_else(pc.is_nan(values), pa.scalar("NaN"), text)
+        text = pc.if_else(pc.equal(values, math.inf), pa.scalar("Infinity"), text)
+        text = pc.if_else(pc.equal(values, -math.inf), pa.scalar("-Infinity"), text)
+    return text
+
+
+def metric_body(name: str, steps: np.ndarray, times: np.ndarray, values: pa.Array) -> bytes:
+    """One line per point: `{"time":T,"step":S,"data":{"<name>":V}}`, the whole body as bytes."""
+    if len(steps) == 0:
+        return b""
+    head = '{"time":'
+    mid = ',"data":{' + json.dumps(name, ensure_ascii=False) + ":"
+    lines = pc.binary_join_element_wise(
+        head, _text(times), ',"step":', _text(steps), mid, float_text(values), "}}\n", ""
+    )
+    return _joined(lines)
+
+
+def _joined(lines: pa.Array) -> bytes:
+    if isinstance(lines, pa.ChunkedArray):
+        return b"".join(_joined(chunk) for chunk in lines.chunks)
+    offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
+    return lines.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+
+
+def data_lines(name: str, data_type: str, steps: Sequence[int], times: Sequence[int],
+               payloads: Sequence[str]) -> list[bytes]:
+    """`/ingest/data` lines; `payloads` are the `data` strings (raw text, or JSON for histograms)."""
+    tail = "," + '"dataType":' + json.dumps(data_type) + ',"logName":' + json.dumps(name, ensure_ascii=False) + "}\n"
+    return [
+        f'{{"time":{t},"step":{s},"data":{json.dumps(p, ensure_ascii=False)}{tail}'.encode()
+        for s, t, p in zip(steps, times, payloads, strict=True)
+    ]
+
+
+def log_lines(log_type: str, numbers: Sequence[int], times: Sequence[int], messages: Sequence[str]) -> list[bytes]:
+    tail = ',"logType":' + json.dumps(log_type) + "}\n"
+    return [
+        f'{{"time":{t},"message":{json.dumps(m, ensure_ascii=False)},"lineNumber":{n}{tail}'.encode()
+        for n, t, m in zip(numbers, times, messages, strict=True)
+    ]
+
+
+def chunk_lines(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, int]]:
+    """(start, end) index ranges whose joined size stays under `max_bytes` (one line may exceed it)."""
+    start, size = 0, 0
+    for i, line in enumerate(lines):
+        if size and size + len(line) > max_bytes:
+            yield start, i
+            start, size = i, 0
+        size += len(line)
+    if start < len(lines):
+        yield start, len(lines)
+
+
+def histogram_payload(edges: Sequence[float], counts: Sequence[float]) -> tuple[str, bool]:
+    """Pluto's histogram JSON and whether the edges were uniform.
+
+    Uniform edges are exactly `bins.min/max/num`. Non-uniform ones cannot be drawn by Pluto; the
+    payload then still carries them, verbatim, in `edges` (the UI draws uniform bins: approximated).
+    """
+    freq = [_num(c) for c in counts]
+    n = len(freq)
+    lo = _num(edges[0]) if len(edges) else 0.0
+    hi = _num(edges[-1]) if len(edges) else 0.0
+    uniform = len(edges) == n + 1 and _uniform(edges)
+    payload: dict[str, object] = {
+        "freq": freq,
+        "maxFreq": max((c for c in freq if isinstance(c, int | float)), default=0),
+        "bins": {"min": lo, "max": hi, "num": n},
+        "shape": "uniform",
+        "type": "Histogram",
+        "v": 1,
+    }
+    if not uniform:
+        payload["edges"] = [_num(e) for e in edges]
+    return json.dumps(payload, separators=(",", ":"), allow_nan=False), uniform
+
+
+def _uniform(edges: Sequence[float]) -> bool:
+    arr = np.asarray(edges, dtype=np.float64)
+    if arr.size < 2 or not np.all(np.isfinite(arr)):
+        return arr.size < 2
+    expected = np.linspace(arr[0], arr[-1], arr.size)
+    return bool(np.array_equal(arr, expected))
+
+
+def _num(value: float | None) -> float | int | str | None:
+    if value is None:
+        return None
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "Infinity" if value > 0 else "-Infinity"
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value

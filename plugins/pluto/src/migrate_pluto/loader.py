@@ -1,0 +1,627 @@
+"""Loading one stored run into Pluto: create (or find) the run, then stream every kind, resumably.
+
+Order: scan -> create/resume the run -> reconcile an unfinished request from a killed load -> log
+names, tags, config -> over-long string parameters as files -> one pass over the rows (metrics, data,
+logs, files per batch) -> final status, read back and repaired if the stale-run reaper got there first.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
+from pathlib import PurePosixPath
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from migrate_core.api import RunContext, RunReader
+from migrate_core.errors import UnsafePathError
+from migrate_core.format import TIMESTAMP_TYPE, step_units
+
+from . import encode, names
+from .errors import PlutoError
+from .params import RunMeta, run_meta
+from .scan import Scan, kind_of, plain_identity, plain_strings, scan
+from .settings import PlutoConfig
+from .state import RunState, StateStore
+from .steps import StepPlan, units_of
+from .transport import Transport
+
+CHUNK = 1 << 20
+IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg"}
+LOG_TYPES = {"float_series": "METRIC", "string_series": "DATA", "histogram_series": "HISTOGRAM"}
+
+
+class RunLoader:
+    def __init__(self, config: PlutoConfig, transport: Transport, store: StateStore, reader: RunReader,
+                 ctx: RunContext, kind: str) -> None:
+        self.config = config
+        self.http = transport
+        self.store = store
+        self.reader = reader
+        self.ctx = ctx
+        self.project = names.project_name(reader.project_id, config.project)
+        self.external_id = names.external_id(kind, reader.project_id, reader.run_id)
+        self.kind = kind
+        self.state = RunState(self.external_id, self.project)
+        self.meta = RunMeta()
+        self.plan = StepPlan()
+        self.fallback_ms = 0
+        self.encoded: dict[str, str] = {}
+        self._last_beat = 0.0
+        self._series_steps: dict[str, list[np.ndarray]] = {}
+        self._series_sorted: dict[str, bool] = {}
+        self._series_last: dict[str, int] = {}
+        self._line_numbers: dict[str, int] = {}
+        self._file_names: dict[str, set[str]] = {}
+
+    # ================================================================== top level
+
+    def load(self) -> None:
+        previous = self.store.load(self.reader.project_id, self.reader.run_id)
+        if previous is not None and previous.external_id == self.external_id and previous.project == self.project:
+            self.state = previous
+        info = scan(self.reader, self.config.read_batch_rows)
+        self.ctx.check_cancelled()
+        self._prepare(info)
+        if self.state.complete and self._still_there():
+            self.ctx.report.add(rows=info.rows)
+            self.ctx.report.note("already loaded into Pluto; nothing sent")
+            return
+        if self.state.complete:  # the Pluto run was deleted: start over
+            self.state = RunState(self.external_id, self.project)
+        self._create()
+        self._reconcile()
+        self._register_names()
+        self._upload_big_strings()
+        self._stream_rows()
+        self._finish()
+
+    # ================================================================== preparation
+
+    def _prepare(self, info: Scan) -> None:
+        if info.params is not None:
+            self.meta = run_meta(info.params, self.config.max_config_string)
+        for type_, count in info.unknown_types.items():
+            self.ctx.report.lost(f"rows of unknown attribute type {type_!r}", count)
+        self.plan = info.planner.plan()
+        parent_plan = self._parent_state_plan()
+        if parent_plan is not None:
+            self.plan = self.plan.merged(parent_plan)
+        if self.state.plan:  # a resumed load keeps the plan its first part used
+            self.plan = StepPlan.from_json(self.state.plan) or self.plan
+        self.state.plan = self.plan.as_json()
+        self.fallback_ms = self.meta.created_ms or 0
+        self.encoded = {path: names.encode_name(path) for path in info.attributes}
+        self.info = info
+
+    def _parent_id(self) -> str | None:
+        parent = self.meta.fork_parent or self.reader.lineage.get("parent_run_id")
+        return str(parent) if parent and str(parent) != self.reader.run_id else None
+
+    def _parent_state(self) -> RunState | None:
+        parent = self._parent_id()
+        return self.store.load(self.reader.project_id, parent) if parent else None
+
+    def _parent_state_plan(self) -> StepPlan | None:
+        parent = self._parent_state()
+        return StepPlan.from_json(parent.plan) if parent is not None else None
+
+    def _config(self) -> dict[str, Any]:
+        config = json.loads(json.dumps(self.meta.config))
+        renamed = {enc: path for path, enc in self.encoded.items() if enc != path}
+        migrate: dict[str, Any] = {
+            "source": self.kind,
+            "project_id": self.reader.project_id,
+            "run_id": self.reader.run_id,
+            "external_id": self.external_id,
+            "step_scale": self.plan.scale,
+            "step_offset": self.plan.offset,
+            "step_rule": "pluto_step = (source_step - step_offset) * step_scale",
+        }
+        if renamed:
+            migrate["names"] = renamed
+        _tags, overflow = names.run_tags(self.meta.tags, self.reader.project_id)
+        if overflow:
+            migrate["tags_overflow"] = overflow
+        logs = sorted(p for p, t in self.info.attributes.items() if kind_of(p, t) == "logs")
+        if logs:
+            migrate["console_logs"] = logs
+        config["_migrate"] = migrate
+        return config
+
+    # ================================================================== the run itself
+
+    def _still_there(self) -> bool:
+        if self.state.pluto_id is None:
+            return False
+        try:
+            self.http.api_get(f"/api/runs/details/{self.state.pluto_id}", {"projectName": self.project},
+                              "run details")
+            return True
+        except PlutoError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def _create(self) -> None:
+        tags, overflow = names.run_tags(self.meta.tags, self.reader.project_id)
+        if overflow:
+            self.ctx.report.lost("tags over Pluto's limits (kept in config _migrate.tags_overflow)", len(overflow))
+        config = self._config()
+        body: dict[str, Any] = {
+            "runName": self.meta.name or self.reader.run_id,
+            "projectName": self.project,
+            "externalId": self.external_id,
+            "config": json.dumps(config, ensure_ascii=False, allow_nan=False),
+            "tags": tags,
+            "loggerSettings": json.dumps({"source": "migrate-pluto"}),
+            "systemMetadata": None,
+            "createdAt": self.meta.created_ms,
+            "updatedAt": self.meta.updated_ms or self.meta.created_ms,
+        }
+        fork = self._fork()
+        if fork is not None:
+            body.update(forkRunId=fork[0], forkStep=fork[1], inheritConfig=False, inheritTags=False)
+        answer = self.http.api_post("/api/runs/create", body, "run create")
+        run_id = answer.get("runId")
+        if not isinstance(run_id, int):
+            raise PlutoError(f"Pluto's run create answer has no runId: {str(answer)[:200]}")
+        self.state.pluto_id = run_id
+        self._save()
+        self._beat(force=True)
+        if answer.get("resumed"):
+            # an existing run (an earlier, interrupted load): bring config and tags up to date
+            self.http.api_post("/api/runs/config/update", {"runId": run_id, "config": body["config"]}, "config update")
+        self.http.api_post("/api/runs/tags/update", {"runId": run_id, "tags": tags}, "tags update")
+
+    def _fork(self) -> tuple[int, int] | None:
+        parent = self._parent_id()
+        if parent is None:
+            return None
+        parent_state = self._parent_state()
+        if parent_state is None or parent_state.pluto_id is None:
+            raise PlutoError(f"fork parent {parent!r} is not loaded into Pluto yet (load it first)")
+        step = self.meta.fork_step if self.meta.fork_step is not None else self.reader.lineage.get("fork_step")
+        if step is None:
+            self.ctx.report.note("fork without a fork step: linked at step 0")
+            return parent_state.pluto_id, 0
+        plan = StepPlan.from_json(parent_state.plan) or self.plan
+        units = units_of(step)
+        mapped = plan.unit_to_pluto(units)
+        if (units - plan.offset_units) % plan.divisor:
+            self.ctx.report.note(f"fork step {step} falls between the parent's steps; linked at {mapped}")
+        return parent_state.pluto_id, max(0, mapped)
+
+    def _register_names(self) -> None:
+        by_type: dict[str, list[str]] = {}
+        for path, type_ in self.info.attributes.items():
+            log_type = LOG_TYPES.get(type_)
+            if type_ in ("file", "file_series", "file_set", "artifact"):
+                log_type = "ARTIFACT"
+            if log_type is None or kind_of(path, type_) == "logs":
+                continue
+            by_type.setdefault(log_type, []).append(self.encoded[path])
+        for path, _value in self.meta.big_strings:
+            by_type.setdefault("TEXT", []).append(names.encode_name(path))
+        for log_type, items in sorted(by_type.items()):
+            for start in range(0, len(items), 1000):
+                self.http.api_post(
+                    "/api/runs/logName/add",
+                    {"runId": self.state.pluto_id, "logType": log_type, "logName": sorted(items)[start : start + 1000]},
+                    "log name registration",
+                )
+
+    def _finish(self) -> None:
+        status = "FAILED" if self.meta.failed else "COMPLETED"
+        body = {"runId": self.state.pluto_id, "status": status, "statusMetadata": None,
+                "statusUpdated": self.meta.updated_ms}
+        self.http.api_post("/api/runs/status/update", body, "status update")
+        details = self.http.api_get(f"/api/runs/details/{self.state.pluto_id}", {"projectName": self.project},
+                                    "run details")
+        if details.get("status") != status:
+            # a stale-run reaper (or an older load) set a stronger terminal state: resume, finish again
+            self.http.api_post("/api/runs/resume", {"runId": self.state.pluto_id}, "run resume")
+            self.http.api_post("/api/runs/status/update", body, "status update")
+            self.ctx.report.note(f"status repaired from {details.get('status')} to {status}")
+        self.state.complete = True
+        self._save()
+
+    # ================================================================== reconciliation
+
+    def _reconcile(self) -> None:
+        pending = self.state.pending
+        if not pending:
+            return
+        kind = pending.get("kind")
+        if kind == "logs":
+            total = self._log_total()
+            landed = max(0, min(total - self.state.sent["logs"], pending["end"] - pending["start"]))
+            self.state.sent["logs"] = pending["start"] + landed
+        elif kind in ("files", "big"):
+            if self._file_arrived(pending):
+                self._file_done(pending)
+        elif kind == "data":
+            self.ctx.report.note(
+                f"resumed after an unacknowledged data request of {pending['end'] - pending['start']} rows: "
+                "re-sent (Pluto cannot be asked whether it arrived)"
+            )
+        self.state.pending = None
+        self._save()
+
+    def _log_total(self) -> int:
+        answer = self.http.api_get(
+            "/api/runs/logs", {"runId": self.state.pluto_id, "projectName": self.project, "limit": 1}, "log count"
+        )
+        return int(answer.get("total") or 0)
+
+    def _file_arrived(self, pending: dict[str, Any]) -> bool:
+        answer = self.http.api_get(
+            "/api/runs/files",
+            {"runId": self.state.pluto_id, "projectName": self.project, "logName": pending["logName"]},
+            "file listing",
+        )
+        for row in answer.get("files") or []:
+            if row.get("fileName") == pending["fileName"] and row.get("url"):
+                try:
+                    with self.http._client.stream("GET", row["url"], timeout=30.0) as response:
+                        return response.status_code == 200 and int(
+                            response.headers.get("content-length", -1)) == pending["size"]
+                except Exception:
+                    return False
+        return False
+
+    def _file_done(self, pending: dict[str, Any]) -> None:
+        if pending["kind"] == "big":
+            self.state.big_strings += 1
+        elif pending.get("last"):
+            self.state.sent["files"] += 1
+            self.state.file_sub = 0
+        else:
+            self.state.file_sub += 1
+
+    # ================================================================== helpers
+
+    def _save(self) -> None:
+        self.store.save(self.reader.project_id, self.reader.run_id, self.state)
+
+    def _beat(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_beat < self.config.heartbeat:
+            return
+        self._last_beat = now
+        if self.http.heartbeat(self.state.pluto_id or 0) == "CANCELLED":
+            raise PlutoError("the run was cancelled in Pluto while loading")
+
+    def _send(self, kind: str, body: bytes, what: str) -> None:
+        self.ctx.check_cancelled()
+        self._beat()
+        self.http.ingest(kind, body, self.state.pluto_id or 0, self.project, what)
+
+    def _tracked(self, kind: str, start: int, end: int, body: bytes) -> None:
+        """Send rows [start, end) of a non-deduplicated kind with an intent written first."""
+        self.state.pending = {"kind": kind, "start": start, "end": end}
+        self._save()
+        self._send(kind, body, f"{kind} ingest")
+        self.state.sent[kind] = end
+        self.state.pending = None
+        self._save()
+
+    # ================================================================== the rows
+
+    def _stream_rows(self) -> None:
+        base = dict.fromkeys(("metrics", "data", "logs", "files"), 0)
+        for batch in self.reader.batches(batch_rows=self.config.read_batch_rows):
+            self.ctx.check_cancelled()
+            if batch.num_rows == 0:
+                continue
+            table = pa.Table.from_batches([batch])
+            paths = plain_strings(table["attribute_path"])
+            types = plain_strings(table["attribute_type"])
+            for kind, handler in (("metrics", self._metrics), ("data", self._data), ("logs", self._logs),
+                                  ("files", self._files)):
+                mask = self._kind_mask(kind, paths, types)
+                n = pc.sum(mask).as_py() or 0
+                if not n:
+                    continue
+                rows = plain_identity(table.filter(mask))
+                handler(rows, base[kind])
+                base[kind] += n
+            self.ctx.report.add(rows=batch.num_rows)
+            self.ctx.progress(batch.num_rows)
+        self.state.sent["metrics"] = base["metrics"]
+        self._count_series()
+        self._save()
+
+    def _kind_mask(self, kind: str, paths: pa.Array, types: pa.Array) -> pa.Array:
+        if kind == "metrics":
+            return pc.equal(types, "float_series")
+        if kind == "files":
+            return pc.is_in(types, pa.array(["file", "file_series", "file_set", "artifact"]))
+        is_string = pc.equal(types, "string_series")
+        is_log = pc.and_(is_string, pc.match_substring_regex(paths, r"^monitoring/(?:.*/)?(stdout|stderr)$"))
+        if kind == "logs":
+            return is_log
+        return pc.or_(pc.and_(is_string, pc.invert(is_log)), pc.equal(types, "histogram_series"))
+
+    def _steps_times(self, rows: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+        """Pluto steps, ms times, and the mask of rows that have a step."""
+        step = rows["step"].combine_chunks()
+        has_step = pc.is_valid(step)
+        units = step_units(step)
+        ts = rows["timestamp"].combine_chunks()
+        times = pc.cast(ts.cast(TIMESTAMP_TYPE), pa.int64()).fill_null(self.fallback_ms)
+        times_np = np.maximum(times.to_numpy(zero_copy_only=False), 0)
+        steps = np.where(units - self.plan.offset_units >= 0, units - self.plan.offset_units, 0) // self.plan.divisor
+        return steps.astype(np.uint64), times_np.astype(np.int64), has_step
+
+    # ---------------------------------------------------------------- metrics
+
+    def _metrics(self, rows: pa.Table, base: int) -> None:
+        steps, times, has_step = self._steps_times(rows)
+        values = rows["float_value"].combine_chunks()
+        keep = pc.and_(has_step, pc.is_valid(values))
+        dropped = len(values) - (pc.sum(keep).as_py() or 0)
+        if dropped:
+            no_step = len(values) - (pc.sum(has_step).as_py() or 0)
+            self.ctx.report.lost("float_series points without a step", no_step)
+            self.ctx.report.lost("float_series points without a value", dropped - no_step)
+        global_no = np.arange(base, base + len(values), dtype=np.int64)
+        keep_np = keep.to_numpy(zero_copy_only=False)
+        paths = rows["attribute_path"].combine_chunks()
+        encoded_paths = paths.dictionary_encode()
+        codes = encoded_paths.indices.to_numpy(zero_copy_only=False)
+        order = np.argsort(codes, kind="stable")
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        pending: list[bytes] = []
+        pending_points = 0
+        for segment in np.split(order, bounds):
+            if segment.size == 0:
+                continue
+            name = encoded_paths.dictionary[int(codes[segment[0]])].as_py()
+            seg = segment[keep_np[segment]]
+            self._track_steps(name, steps[seg])
+            seg = seg[global_no[seg] >= self.state.sent["metrics"]]
+            if seg.size == 0:
+                continue
+            take = pa.array(seg)
+            for start in range(0, seg.size, self.config.request_points):
+                part = seg[start : start + self.config.request_points]
+                body = encode.metric_body(self.encoded.get(name, names.encode_name(name)), steps[part], times[part],
+                                          values.take(take[start : start + self.config.request_points]))
+                pending.append(body)
+                pending_points += part.size
+                if pending_points >= self.config.request_points:
+                    self._send("metrics", b"".join(pending), "metrics ingest")
+                    pending, pending_points = [], 0
+        if pending:
+            self._send("metrics", b"".join(pending), "metrics ingest")
+
+    def _track_steps(self, name: str, steps: np.ndarray) -> None:
+        if steps.size == 0:
+            return
+        self._series_steps.setdefault(name, []).append(steps)
+        ordered = bool(np.all(steps[1:] > steps[:-1])) and int(steps[0]) > self._series_last.get(name, -1)
+        self._series_sorted[name] = self._series_sorted.get(name, True) and ordered
+        self._series_last[name] = max(self._series_last.get(name, -1), int(steps.max()))
+
+    def _count_series(self) -> None:
+        series: dict[str, Any] = {}
+        for name, chunks in self._series_steps.items():
+            steps = np.concatenate(chunks)
+            unique = steps.size if self._series_sorted.get(name) else int(np.unique(steps).size)
+            if steps.size > unique:
+                self.ctx.report.lost("float_series points sharing a step with another point of the series "
+                                     "(Pluto keeps one value per step)", steps.size - unique)
+            series[name] = {"points": unique, "rows": int(steps.size), "step_min": int(steps.min()),
+                            "step_max": int(steps.max()), "sorted": bool(self._series_sorted.get(name))}
+        self._series_steps.clear()
+        self.state.counts["metrics"] = series
+
+    # ---------------------------------------------------------------- data (string series, histograms)
+
+    def _data(self, rows: pa.Table, base: int) -> None:
+        steps, times, has_step = self._steps_times(rows)
+        paths = rows["attribute_path"].to_pylist()
+        types = rows["attribute_type"].to_pylist()
+        strings = rows["string_value"].to_pylist()
+        hists = rows["histogram_value"].to_pylist()
+        ok_step = has_step.to_numpy(zero_copy_only=False)
+        lines: list[bytes] = []
+        numbers: list[int] = []
+        approximated = 0
+        counts = self.state.counts.setdefault("data", {})
+        for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
+            number = base + i
+            name = self.encoded.get(path, names.encode_name(path))
+            if not ok_step[i]:
+                if number >= self.state.sent["data"]:
+                    self.ctx.report.lost(f"{type_} points without a step")
+                continue
+            if type_ == "histogram_series":
+                hist = hists[i]
+                if not hist or hist.get("values") is None:
+                    if number >= self.state.sent["data"]:
+                        self.ctx.report.lost("histogram_series points without a value")
+                    continue
+                payload, uniform = encode.histogram_payload(hist.get("edges") or [], hist["values"])
+                data_type = "HISTOGRAM"
+                approximated += 0 if uniform else 1
+            else:
+                if strings[i] is None:
+                    if number >= self.state.sent["data"]:
+                        self.ctx.report.lost("string_series points without a value")
+                    continue
+                payload, data_type = strings[i], "string-series"
+            counts[name] = counts.get(name, 0) + 1
+            if number < self.state.sent["data"]:
+                continue
+            lines.extend(encode.data_lines(name, data_type, [int(steps[i])], [int(times[i])], [payload]))
+            numbers.append(number)
+        if approximated:
+            self.ctx.report.lost("histograms with non-uniform edges drawn as uniform bins "
+                                 "(exact edges kept in the payload's `edges`)", approximated)
+        self._send_lines("data", lines, numbers, base + len(paths))
+
+    def _send_lines(self, kind: str, lines: list[bytes], numbers: list[int], batch_end: int) -> None:
+        """Send lines in byte-bounded requests; row numbers advance `sent` past rows that had no line."""
+        ranges = list(encode.chunk_lines(lines, self.config.request_bytes))
+        for j, (a, b) in enumerate(ranges):
+            start = self.state.sent[kind]
+            end = numbers[b] if b < len(numbers) else batch_end
+            if j == len(ranges) - 1:
+                end = batch_end
+            self._tracked(kind, start, end, b"".join(lines[a:b]))
+        if not ranges and self.state.sent[kind] < batch_end:
+            self.state.sent[kind] = batch_end
+            self._save()
+
+    # ---------------------------------------------------------------- console logs
+
+    def _logs(self, rows: pa.Table, base: int) -> None:
+        _steps, times, _has = self._steps_times(rows)
+        paths = rows["attribute_path"].to_pylist()
+        messages = rows["string_value"].to_pylist()
+        lines: list[bytes] = []
+        numbers: list[int] = []
+        for i, path in enumerate(paths):
+            number = base + i
+            if messages[i] is None:
+                if number >= self.state.sent["logs"]:
+                    self.ctx.report.lost("console lines without a value")
+                continue
+            line_no = self._line_numbers.get(path, 0)
+            self._line_numbers[path] = line_no + 1
+            if number < self.state.sent["logs"]:
+                continue
+            log_type = "ERROR" if path.endswith("stderr") else "INFO"
+            lines.extend(encode.log_lines(log_type, [line_no], [int(times[i])], [messages[i]]))
+            numbers.append(number)
+        self.state.counts["logs"] = sum(self._line_numbers.values())
+        self._send_lines("logs", lines, numbers, base + len(paths))
+
+    # ---------------------------------------------------------------- files
+
+    def _files(self, rows: pa.Table, base: int) -> None:
+        steps, times, has_step = self._steps_times(rows)
+        ok_step = has_step.to_numpy(zero_copy_only=False)
+        paths = rows["attribute_path"].to_pylist()
+        stored = [None if v is None else v.get("path") for v in rows["file_value"].to_pylist()]
+        counts = self.state.counts.setdefault("files", {})
+        for i, path in enumerate(paths):
+            number = base + i
+            name = self.encoded.get(path, names.encode_name(path))
+            step = int(steps[i]) if ok_step[i] else 0
+            if stored[i] is None:
+                if number >= self.state.sent["files"]:
+                    self.ctx.report.lost("file rows without a path")
+                continue
+            try:
+                members = list(self._members(stored[i]))
+            except UnsafePathError as exc:
+                if number >= self.state.sent["files"]:
+                    self.ctx.report.lost("files with escaping paths")
+                    self.ctx.report.note(f"{path}: {exc}")
+                    self._skip_file_row(number)
+                continue
+            except (FileNotFoundError, NotADirectoryError) as exc:
+                if number >= self.state.sent["files"]:
+                    self.ctx.report.lost("files missing from storage")
+                    self.ctx.report.note(f"{path}: file {stored[i]!r} not found ({type(exc).__name__})")
+                    self._skip_file_row(number)
+                continue
+            for k, (rel, size) in enumerate(members):
+                file_name = self._file_name(name, rel, stored[i], step, len(members) > 1)
+                counts.setdefault(name, []).append(size)
+                if number < self.state.sent["files"] or (number == self.state.sent["files"] and k < self.state.file_sub):
+                    continue
+                self._upload(number, name, file_name, rel, size, step, int(times[i]), last=k == len(members) - 1,
+                             caption=rel, opener=lambda rel=rel: self.reader.open_file(rel))
+            if not members and number >= self.state.sent["files"]:
+                self._skip_file_row(number)
+
+    def _skip_file_row(self, number: int) -> None:
+        if number == self.state.sent["files"]:
+            self.state.sent["files"] = number + 1
+            self.state.file_sub = 0
+            self._save()
+
+    def _members(self, stored: str) -> Iterator[tuple[str, int]]:
+        """(relative path, size) of the file, or of every file of a directory (file sets)."""
+        iter_files = getattr(self.reader.storage, "iter_files", None)
+        if iter_files is not None:
+            yield from iter_files(self.reader.run, stored)
+            return
+        with self.reader.open_file(stored) as handle:
+            yield stored, _size(handle)
+
+    def _file_name(self, log_name: str, rel: str, stored: str, step: int, in_dir: bool) -> str:
+        base = rel[len(stored):].lstrip("/") if in_dir and rel.startswith(stored) else PurePosixPath(rel).name
+        candidate = names.encode_name(base).replace("/", "%2F") or "file"
+        used = self._file_names.setdefault(log_name, set())
+        if candidate in used:
+            candidate = f"{step}-{candidate}"
+            n = 1
+            while candidate in used:
+                candidate = f"{step}-{n}-{names.encode_name(base).replace('/', '%2F')}"
+                n += 1
+        used.add(candidate)
+        return candidate
+
+    def _upload(self, number: int, log_name: str, file_name: str, rel: str, size: int, step: int, time_ms: int,
+                last: bool, caption: str, opener: Callable[[], IO[bytes]], kind: str = "files") -> None:
+        self.ctx.check_cancelled()
+        self._beat()
+        pending = {"kind": kind, "row": number, "logName": log_name, "fileName": file_name, "size": size,
+                   "last": last}
+        self.state.pending = pending
+        self._save()
+        ext = PurePosixPath(file_name).suffix.lower()
+        entry = {"fileName": file_name, "fileSize": size, "fileType": ext[1:] or "bin", "time": max(time_ms, 0),
+                 "logName": log_name, "step": step, "sampleIndex": 0, "caption": caption}
+        urls = self.http.presign([entry], self.state.pluto_id or 0, self.project, "file upload (presign)")
+        url = urls.get(file_name)
+        if not url:
+            raise PlutoError(f"Pluto's presign answer has no URL for {file_name!r}")
+
+        def chunks() -> Iterator[bytes]:
+            with opener() as handle:
+                while chunk := handle.read(CHUNK):
+                    yield chunk
+
+        headers = {"Content-Type": _mime(ext), "Content-Length": str(size)}
+        self.http.request("PUT", url, "file upload", content=chunks, headers=headers, auth=False)
+        self._file_done(pending)
+        self.state.pending = None
+        self._save()
+        self.ctx.report.add(files=1, bytes=size)
+
+    def _upload_big_strings(self) -> None:
+        for index, (path, value) in enumerate(self.meta.big_strings):
+            if index < self.state.big_strings:
+                continue
+            data = value.encode("utf-8")
+            import io
+
+            self._upload(index, names.encode_name(path), "value.txt", path, len(data), 0, self.fallback_ms,
+                         last=True, caption=path, opener=lambda data=data: io.BytesIO(data), kind="big")
+
+
+def _size(handle: IO[bytes]) -> int:
+    handle.seek(0, 2)
+    size = handle.tell()
+    handle.seek(0)
+    return size
+
+
+def _mime(ext: str) -> str:
+    import mimetypes
+
+    return mimetypes.types_map.get(ext, "application/octet-stream")
+
+
+def state_summary(state: RunState) -> dict[str, Any]:
+    return asdict(state)

@@ -1,0 +1,102 @@
+"""The first, cheap pass over a stored run: parameters, the step plan, and every series name.
+
+Run creation needs the name, times, tags, config and fork point before any point is sent, and the
+step plan needs every step of the run, so one read of the narrow columns comes first.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from migrate_core.api import RunReader
+from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, drop_absent, plain
+
+from .steps import StepPlanner
+
+LOG_PATH = re.compile(r"^monitoring/(?:.*/)?(stdout|stderr)$")
+SCAN_COLUMNS = [
+    "attribute_path", "attribute_type", "step",
+    "int_value", "float_value", "string_value", "bool_value", "datetime_value", "string_set_value",
+]
+_PARAM_TYPES = pa.array(sorted(PARAMETER_TYPES))
+_SERIES_TYPES = pa.array(sorted(SERIES_TYPES))
+
+
+def kind_of(path: str, type_: str) -> str | None:
+    """Which of our send streams carries an attribute: metrics, data, logs, files (None: parameter)."""
+    if type_ == "float_series":
+        return "metrics"
+    if type_ == "string_series":
+        return "logs" if LOG_PATH.match(path) else "data"
+    if type_ == "histogram_series":
+        return "data"
+    if type_ in ("file", "file_series", "file_set", "artifact"):
+        return "files"
+    return None
+
+
+@dataclass
+class Scan:
+    params: pa.Table | None = None
+    absent: int = 0
+    attributes: dict[str, str] = field(default_factory=dict)  # path -> attribute_type
+    planner: StepPlanner = field(default_factory=StepPlanner)
+    rows: int = 0
+    unknown_types: dict[str, int] = field(default_factory=dict)
+
+
+def plain_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array.cast(pa.string()) if pa.types.is_dictionary(array.type) else array
+
+
+def plain_identity(table: pa.Table) -> pa.Table:
+    """The table with dictionary-encoded identity columns cast to plain strings."""
+    for name in ("project_id", "run_id", "attribute_path", "attribute_type"):
+        if name in table.column_names and pa.types.is_dictionary(table.schema.field(name).type):
+            table = table.set_column(table.schema.get_field_index(name), name, plain_strings(table[name]))
+    return table
+
+
+def scan(reader: RunReader, batch_rows: int) -> Scan:
+    result = Scan()
+    params: list[pa.Table] = []
+    for batch in reader.batches(columns=SCAN_COLUMNS, batch_rows=batch_rows):
+        if batch.num_rows == 0:
+            continue
+        result.rows += batch.num_rows
+        types = plain_strings(batch.column("attribute_type"))
+        paths = plain_strings(batch.column("attribute_path"))
+        pairs = pa.Table.from_arrays([paths, types], ["p", "t"]).group_by(["p", "t"]).aggregate([([], "count_all")])
+        for path, type_, count in zip(pairs["p"].to_pylist(), pairs["t"].to_pylist(),
+                                      pairs["count_all"].to_pylist(), strict=True):
+            if type_ not in PARAMETER_TYPES and kind_of(path, type_) is None:
+                result.unknown_types[type_] = result.unknown_types.get(type_, 0) + count
+                continue
+            result.attributes.setdefault(path, type_)
+        is_param = pc.is_in(types, _PARAM_TYPES)
+        if pc.any(is_param).as_py():
+            table = pa.Table.from_batches([batch]).filter(is_param)
+            params.append(plain_identity(table))
+        is_series = pc.and_(pc.is_in(types, _SERIES_TYPES), pc.is_valid(batch.column("step")))
+        if pc.any(is_series).as_py():
+            result.planner.add(pc.filter(batch.column("step"), is_series))
+    if params:
+        table = pa.concat_tables(params)
+        full = plain(table)
+        result.params, result.absent = _drop_absent_params(full)
+    return result
+
+
+def _drop_absent_params(table: pa.Table) -> tuple[pa.Table, int]:
+    """drop_absent needs every value column; parameter tables lack the file/histogram ones."""
+    from migrate_core.format import SCHEMA
+
+    for name in ("file_value", "histogram_value"):
+        if name not in table.column_names:
+            table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
+    return drop_absent(table)

@@ -1,0 +1,60 @@
+"""The Pluto sink: `load_run` and `verify_run` for the orchestrator, one HTTP client per run."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from migrate_core.api import RunContext, RunReader, Sink, VerifyResult
+
+from . import __version__, credentials
+from .loader import RunLoader
+from .names import source_kind
+from .settings import PlutoConfig
+from .state import StateStore
+from .transport import RetryPolicy, Transport
+
+
+class PlutoSink(Sink):
+    name = "pluto"
+    version = __version__
+
+    def __init__(self, config: PlutoConfig) -> None:
+        self.config = config
+        self.endpoints = credentials.endpoints(config)
+        self._api_key = credentials.api_key(config)
+        self.policy = RetryPolicy(config.retries, config.backoff, config.backoff_max)
+
+    def target(self) -> str:
+        return f"pluto:{self.endpoints.api}/{self.config.project or '<source project>'}"
+
+    def unsupported(self, rows_by_type: Any) -> dict[str, int]:
+        return {}
+
+    def transport(self, ctx: RunContext | None = None) -> Transport:
+        cancel = getattr(ctx, "_cancel", None) if ctx is not None else None
+        return Transport(self.endpoints, self._api_key, self.policy, self.config.timeout, self.config.verify_tls,
+                         cancel if isinstance(cancel, threading.Event) else None)
+
+    def store(self, reader: RunReader) -> StateStore:
+        return StateStore(reader.storage.state_dir(), self.target())
+
+    def kind(self, reader: RunReader) -> str:
+        source = (reader.manifest or {}).get("source") or {}
+        return source_kind(source.get("plugin") if isinstance(source, dict) else None)
+
+    def load_run(self, reader: RunReader, ctx: RunContext) -> None:
+        http = self.transport(ctx)
+        try:
+            RunLoader(self.config, http, self.store(reader), reader, ctx, self.kind(reader)).load()
+        finally:
+            http.close()
+
+    def verify_run(self, reader: RunReader, ctx: RunContext) -> VerifyResult:
+        from .verify import verify_run
+
+        http = self.transport(ctx)
+        try:
+            return verify_run(self, http, reader, ctx)
+        finally:
+            http.close()

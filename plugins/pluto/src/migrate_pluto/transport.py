@@ -1,0 +1,229 @@
+"""HTTP to Pluto: one keep-alive client per run, timeouts everywhere, retries with backoff and jitter
+that honour Retry-After, and one-line errors that quote the server.
+
+Transient: connection errors, timeouts, 408, 429 and 5xx. Anything else (401, 404, 422, ...) fails at
+once with the server's message. Waits are cancellable, so Ctrl+C stops a run promptly.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from .errors import PlutoError
+
+RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
+MAX_RETRY_AFTER = 600.0
+USER_AGENT = "migrate-pluto/0.1"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    api: str
+    ingest: str
+    py: str
+
+    def describe(self) -> str:
+        return self.api
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 8
+    backoff: float = 1.0
+    backoff_max: float = 60.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
+        base = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
+        return base * (0.5 + random.random() / 2)
+
+
+class Transport:
+    """Requests against one Pluto deployment with one API key."""
+
+    def __init__(
+        self,
+        endpoints: Endpoints,
+        api_key: str,
+        policy: RetryPolicy,
+        timeout: float,
+        verify_tls: bool = True,
+        cancel: threading.Event | None = None,
+    ) -> None:
+        self.endpoints = endpoints
+        self.policy = policy
+        self.cancel = cancel or threading.Event()
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 15.0)),
+            verify=verify_tls,
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": USER_AGENT},
+            follow_redirects=False,
+            trust_env=True,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # ------------------------------------------------------------------ core
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        what: str,
+        *,
+        json_body: Any = None,
+        content: bytes | Callable[[], Iterable[bytes]] | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+        retries: int | None = None,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send with retries; `content` may be a factory of a fresh byte iterator (streamed bodies)."""
+        limit = self.policy.retries if retries is None else retries
+        attempt = 0
+        while True:
+            self._check_cancel()
+            body = content() if callable(content) else content
+            hdrs = dict(headers or {})
+            extra: dict[str, Any] = {}
+            if timeout is not None:
+                extra["timeout"] = timeout
+            try:
+                if not auth:
+                    # presigned storage URLs carry their own credentials; never send ours there
+                    response = self._send_plain(method, url, body, hdrs, params, timeout)
+                else:
+                    response = self._client.request(
+                        method, url, json=json_body, content=body, headers=hdrs, params=params, **extra
+                    )
+            except httpx.TransportError as exc:
+                problem = f"cannot reach Pluto for {what} ({url_base(url)}): {type(exc).__name__}: {exc}".rstrip(": ")
+                retry_after = None
+                status = None
+            else:
+                if response.status_code in (200, 201):
+                    return response
+                status = response.status_code
+                problem = f"Pluto answered {status} to {what}: {server_message(response)}"
+                if status not in RETRY_STATUS:
+                    raise PlutoError(problem, status)
+                retry_after = parse_retry_after(response.headers.get("retry-after"))
+            attempt += 1
+            if attempt > limit:
+                suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                raise PlutoError(problem + suffix, status)
+            self._sleep(self.policy.delay(attempt, retry_after))
+
+    def _send_plain(
+        self, method: str, url: str, body: Any, headers: dict[str, str], params: Any, timeout: float | None
+    ) -> httpx.Response:
+        request = self._client.build_request(method, url, content=body, headers=headers, params=params,
+                                             timeout=timeout if timeout is not None else self._client.timeout)
+        request.headers.pop("Authorization", None)
+        return self._client.send(request)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.cancel.wait(seconds):
+            self._check_cancel()
+
+    def _check_cancel(self) -> None:
+        if self.cancel.is_set():
+            from migrate_core.errors import Cancelled
+
+            raise Cancelled()
+
+    # ------------------------------------------------------------------ endpoints
+
+    def api_post(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        response = self.request("POST", self.endpoints.api + path, what, json_body=body)
+        return _json(response, what)
+
+    def api_get(self, path: str, params: dict[str, Any], what: str) -> dict[str, Any]:
+        response = self.request("GET", self.endpoints.api + path, what, params=params)
+        return _json(response, what)
+
+    def ingest(self, kind: str, body: bytes, run_id: int, project: str, what: str) -> None:
+        headers = {
+            "Content-Type": "application/x-ndjson",
+            "X-Run-Id": str(run_id),
+            "X-Project-Name": project,
+        }
+        self.request("POST", f"{self.endpoints.ingest}/ingest/{kind}", what, content=body, headers=headers)
+
+    def presign(self, entries: list[dict[str, Any]], run_id: int, project: str, what: str) -> dict[str, str]:
+        headers = {"X-Run-Id": str(run_id), "X-Project-Name": project}
+        response = self.request(
+            "POST", f"{self.endpoints.ingest}/files", what, json_body={"files": entries}, headers=headers
+        )
+        urls: dict[str, str] = {}
+        for items in _json(response, what).values():
+            for item in items if isinstance(items, list) else []:
+                if isinstance(item, dict):
+                    urls.update({str(k): str(v) for k, v in item.items()})
+        return urls
+
+    def heartbeat(self, run_id: int) -> str | None:
+        """The py service's trigger: keeps the stale-run reaper away. One attempt, 5 s; None on failure."""
+        try:
+            response = self._client.post(
+                f"{self.endpoints.py}/api/runs/trigger", json={"runId": run_id}, timeout=5.0
+            )
+            if response.status_code == 200:
+                return str(response.json().get("status") or "")
+        except (httpx.HTTPError, ValueError):
+            return None
+        return None
+
+
+def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+    try:
+        data = response.json()
+    except ValueError:
+        raise PlutoError(f"Pluto sent a non-JSON answer to {what}: {response.text[:200]!r}") from None
+    if not isinstance(data, dict):
+        raise PlutoError(f"Pluto sent an unexpected answer to {what}: {str(data)[:200]}")
+    return data
+
+
+def server_message(response: httpx.Response) -> str:
+    """The server's own words: `error`/`message`/`code` of a JSON body, else the text, one line."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict):
+        parts = [str(data[k]) for k in ("error", "code", "message") if data.get(k)]
+        text = ": ".join(dict.fromkeys(parts)) if parts else json.dumps(data)[:300]
+    else:
+        text = response.text or response.reason_phrase
+    return " ".join(text.split())[:500]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+def url_base(url: str) -> str:
+    parsed = httpx.URL(url)
+    return f"{parsed.scheme}://{parsed.host}" + (f":{parsed.port}" if parsed.port else "")
