@@ -102,6 +102,10 @@ def test_runs_table_respects_trash_queries_and_columns(populated: FakeNeptune2Se
 
     by_query = project.fetch_runs_table(query="`params/lr`:float < 0.05", progress_bar=False).to_pandas()
     assert list(by_query["sys/id"]) == ["PROJ-2"]
+    by_regex = project.fetch_runs_table(
+        query='`sys/id`:string MATCHES "-[13]$"', trashed=None, progress_bar=False
+    ).to_pandas()
+    assert sorted(by_regex["sys/id"]) == ["PROJ-1", "PROJ-3"]
     by_tag = project.fetch_runs_table(tag=["baseline", "tuned"], progress_bar=False).to_pandas()
     assert list(by_tag["sys/id"]) == ["PROJ-2"]
     by_id = project.fetch_runs_table(id=["PROJ-1", "PROJ-3"], trashed=None, progress_bar=False).to_pandas()
@@ -568,6 +572,19 @@ def test_latency_and_string_truncation_knobs(populated: FakeNeptune2Server) -> N
     assert time.monotonic() - start >= 0.05
     assert list(df["value"]) == ["hello", "x" * 1000]
     run.stop()
+
+
+def test_short_lived_access_tokens_are_refreshed(fake_neptune2: FakeNeptune2Server) -> None:
+    """With less than 30 s left on the JWT the client refreshes through the Keycloak-style endpoint first."""
+    srv = fake_neptune2
+    srv.access_token_ttl = 20
+    srv.add_run("ws/proj", attrs={"a": 1.5})
+    run = _ro_run("PROJ-1")
+    before = srv.count("oauthRefresh")
+    assert run["a"].fetch() == 1.5
+    assert srv.count("oauthRefresh") == before + 1
+    refresh = next(r for r in srv.requests if r.op == "oauthRefresh")
+    assert refresh.method == "POST"
 
 
 def test_bearer_token_is_required(populated: FakeNeptune2Server) -> None:
