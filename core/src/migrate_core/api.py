@@ -199,6 +199,11 @@ class Storage(abc.ABC):
     def open_file(self, run: StoredRun, path: str) -> IO[bytes]:
         """Open a stored file by its `file_value.path`; refuses paths that escape the files root."""
 
+    def iter_files(self, run: StoredRun, path: str) -> Iterator[tuple[str, int]]:
+        """(path, size) of the file at `path`, or of every file below it when it is a directory
+        (2.x file sets are stored as directories). Same path safety as `open_file`."""
+        raise NotImplementedError(f"storage {self.name!r} cannot list directories")
+
     @abc.abstractmethod
     def lineage(self, run: StoredRun) -> dict[str, Any]:
         """`{"parent_run_id": ..., "fork_step": ...}` (values may be None), from the manifest or rows."""
@@ -230,6 +235,9 @@ class RunReader:
 
     def open_file(self, path: str) -> IO[bytes]:
         return self.storage.open_file(self.run, path)
+
+    def iter_files(self, path: str) -> Iterator[tuple[str, int]]:
+        return self.storage.iter_files(self.run, path)
 
     @property
     def lineage(self) -> dict[str, Any]:

@@ -151,6 +151,13 @@ class MemoryStorage(Storage):
             raise UnsafePathError(f"refused file path {path!r}")
         return io.BytesIO(self.runs[run.key][1][path])
 
+    def iter_files(self, run: StoredRun, path: str) -> Iterator[tuple[str, int]]:
+        self.open_file(run, path) if path in self.runs[run.key][1] else None  # same path checks
+        files = self.runs[run.key][1]
+        for name in sorted(files):
+            if name == path or name.startswith(path.rstrip("/") + "/"):
+                yield name, len(files[name])
+
     def lineage(self, run: StoredRun) -> dict[str, Any]:
         return dict((run.manifest or {}).get("lineage") or {})
 
