@@ -1,0 +1,199 @@
+"""Read a loaded run back from Pluto and reconcile it with the stored run (manifest or a fresh scan).
+
+Checked through the API: the run exists, config, tags and status; per metric series the point count,
+first/last step and, for series stored in step order, first/last value (paged step windows of
+`/api/runs/metrics`, never the sampled or stale statistics); console line count; per file attribute
+the file count and sizes. Histograms and string series cannot be read with an API key, so those are
+reconciled with our own per-run record of what Pluto acknowledged and reported as such.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+from migrate_core.api import RunContext, RunReader, VerifyResult
+from migrate_core.manifest import AttributeStats
+
+from . import names
+from .errors import PlutoError
+from .loader import RunLoader
+from .scan import kind_of, scan
+from .steps import units_of
+from .transport import Transport
+
+if TYPE_CHECKING:
+    from .sink import PlutoSink
+
+PAGE = 10_000
+
+
+def verify_run(sink: PlutoSink, http: Transport, reader: RunReader, ctx: RunContext) -> VerifyResult:
+    store = sink.store(reader)
+    loader = RunLoader(sink.config, http, store, reader, ctx, sink.kind(reader))
+    result = VerifyResult(reader.project_id, reader.run_id, ok=True)
+    state = store.load(reader.project_id, reader.run_id)
+    if state is not None and state.external_id == loader.external_id:
+        loader.state = state
+    info = scan(reader, sink.config.read_batch_rows)
+    loader._prepare(info)
+    run_id = loader.state.pluto_id if state is not None else None
+    details = _details(http, run_id, loader.project) if run_id is not None else None
+    if details is None:
+        details = _find(http, loader.project, loader.external_id)
+    if details is None:
+        return VerifyResult(reader.project_id, reader.run_id, False, [f"run {loader.external_id!r} missing in Pluto"])
+    run_id = int(details["id"])
+    check = _Checker(result)
+
+    expected_config = loader._config()
+    check.equal("config", _normalise(details.get("config") or {}), _normalise(expected_config))
+    tags, _overflow = names.run_tags(loader.meta.tags, reader.project_id)
+    check.equal("tags", sorted(details.get("tags") or []), sorted(tags))
+    check.equal("status", details.get("status"), "FAILED" if loader.meta.failed else "COMPLETED")
+    check.equal("name", details.get("name"), loader.meta.name or reader.run_id)
+
+    attributes = _attributes(reader)
+    counts = loader.state.counts if state is not None else {}
+    for path, entry in sorted(attributes.items()):
+        kind = kind_of(path, entry["type"])
+        name = loader.encoded.get(path, names.encode_name(path))
+        if kind == "metrics":
+            _check_series(check, http, loader, run_id, path, name, entry, (counts.get("metrics") or {}).get(name))
+        elif kind == "data":
+            got = (counts.get("data") or {}).get(name)
+            check.equal(f"{path}: points acknowledged (per our load record; not readable via the API)",
+                        got, entry["rows"])
+    logs_expected = sum(e["rows"] for p, e in attributes.items() if kind_of(p, e["type"]) == "logs")
+    if logs_expected or counts.get("logs"):
+        answer = http.api_get("/api/runs/logs", {"runId": run_id, "projectName": loader.project, "limit": 1},
+                              "log count")
+        check.equal("console lines", int(answer.get("total") or 0), logs_expected)
+        result.checked["log_lines"] = logs_expected
+    _check_files(check, http, loader, run_id, attributes, counts.get("files") or {})
+    result.checked["attributes"] = len(attributes)
+    result.ok = not result.mismatches
+    return result
+
+
+class _Checker:
+    def __init__(self, result: VerifyResult) -> None:
+        self.result = result
+
+    def equal(self, what: str, got: Any, expected: Any) -> None:
+        self.result.checked[what.split(":")[0]] = self.result.checked.get(what.split(":")[0], 0) + 1
+        if got != expected:
+            self.result.mismatches.append(f"{what}: expected {_short(expected)}, got {_short(got)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 200 else text[:200] + "..."
+
+
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    return value
+
+
+def _details(http: Transport, run_id: int, project: str) -> dict[str, Any] | None:
+    try:
+        return http.api_get(f"/api/runs/details/{run_id}", {"projectName": project}, "run details")
+    except PlutoError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
+def _find(http: Transport, project: str, external_id: str) -> dict[str, Any] | None:
+    """Without our state file (verify on another machine): page the project's runs for the external id."""
+    offset = 0
+    while offset <= 100_000:
+        page = http.api_get("/api/runs/list", {"projectName": project, "limit": 200, "offset": offset,
+                                               "sort": "createdAt"}, "run list").get("runs") or []
+        for run in page:
+            if run.get("externalId") == external_id:
+                return _details(http, int(run["id"]), project)
+        if len(page) < 200:
+            return None
+        offset += 200
+    return None
+
+
+def _attributes(reader: RunReader) -> dict[str, dict[str, Any]]:
+    manifest = reader.manifest or {}
+    if manifest.get("attributes"):
+        return manifest["attributes"]
+    stats = AttributeStats()
+    from migrate_core.format import plain
+
+    for batch in reader.batches():
+        stats.update(plain(batch))
+    return stats.as_json()
+
+
+def _check_series(check: _Checker, http: Transport, loader: RunLoader, run_id: int, path: str, name: str,
+                  entry: dict[str, Any], record: dict[str, Any] | None) -> None:
+    points = _read_series(http, run_id, loader.project, name)
+    expected_points = record["points"] if record else entry["rows"]
+    check.equal(f"{path}: points", len(points), expected_points)
+    if not points:
+        return
+    steps = sorted(points)
+    plan = loader.plan
+    if entry.get("step_min") is not None:
+        check.equal(f"{path}: first step", steps[0], plan.unit_to_pluto(units_of(entry["step_min"])))
+        check.equal(f"{path}: last step", steps[-1], plan.unit_to_pluto(units_of(entry["step_max"])))
+    if record and record.get("sorted") and record.get("points") == record.get("rows"):
+        check.equal(f"{path}: first value", _value(points[steps[0]]), _value(entry.get("first")))
+        check.equal(f"{path}: last value", _value(points[steps[-1]]), _value(entry.get("last")))
+
+
+def _value(value: Any) -> Any:
+    """JSON has no NaN/Inf: the server answers null, the manifest a string; both mean 'non-finite'."""
+    if value is None or isinstance(value, str) or (isinstance(value, float) and not math.isfinite(value)):
+        return "non-finite"
+    return float(value)
+
+
+def _read_series(http: Transport, run_id: int, project: str, name: str) -> dict[int, Any]:
+    """Every deduplicated point, by step windows small enough never to be sampled."""
+    out: dict[int, Any] = {}
+    windows = [(0, 2**63 - 1)]
+    while windows:
+        lo, hi = windows.pop()
+        rows = http.api_get("/api/runs/metrics", {"runId": run_id, "projectName": project, "logName": name,
+                                                  "limit": PAGE, "stepMin": lo, "stepMax": hi},
+                            "metric read-back").get("metrics") or []
+        if len(rows) >= PAGE and hi > lo:
+            mid = (lo + hi) // 2
+            windows += [(lo, mid), (mid + 1, hi)]
+            continue
+        for row in rows:
+            out[int(row["step"])] = row.get("value")
+    return out
+
+
+def _check_files(check: _Checker, http: Transport, loader: RunLoader, run_id: int,
+                 attributes: dict[str, dict[str, Any]], record: dict[str, list[int]]) -> None:
+    wanted = {loader.encoded.get(p, names.encode_name(p)) for p, e in attributes.items()
+              if kind_of(p, e["type"]) == "files"}
+    if not wanted and not record:
+        return
+    answer = http.api_get("/api/runs/files", {"runId": run_id, "projectName": loader.project}, "file listing")
+    got: dict[str, list[int]] = {}
+    for row in answer.get("files") or []:
+        got.setdefault(str(row.get("logName")), []).append(int(row.get("fileSize") or 0))
+    for name in sorted(wanted | set(record)):
+        expected = record.get(name)
+        if expected is None:
+            check.equal(f"{name}: files", name in got, True)
+            continue
+        check.equal(f"{name}: file sizes", Counter(got.get(name, [])), Counter(expected))
+    check.result.checked["files"] = sum(len(v) for v in record.values())
