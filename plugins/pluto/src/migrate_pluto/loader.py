@@ -238,9 +238,13 @@ class RunLoader:
             return
         kind = pending.get("kind")
         if kind == "logs":
-            total = self._log_total()
-            landed = max(0, min(total - self.state.sent["logs"], pending["end"] - pending["start"]))
-            self.state.sent["logs"] = pending["start"] + landed
+            acked = self.state.counts.get("logs_acked", 0)
+            landed = max(0, min(self._log_total() - acked, pending["lines"]))
+            if landed == pending["lines"]:
+                self.state.sent["logs"] = pending["end"]
+            elif landed:  # a request cut short (e.g. 422 mid-body): lines map to rows one to one
+                self.state.sent["logs"] = pending["start"] + landed
+            self.state.counts["logs_acked"] = acked + landed
         elif kind in ("files", "big"):
             if self._file_arrived(pending):
                 self._file_done(pending)
@@ -296,17 +300,24 @@ class RunLoader:
         if self.http.heartbeat(self.state.pluto_id or 0) == "CANCELLED":
             raise PlutoError("the run was cancelled in Pluto while loading")
 
-    def _send(self, kind: str, body: bytes, what: str) -> None:
+    def _send(self, kind: str, body: bytes, what: str, landed: Callable[[], bool] | None = None) -> None:
         self.ctx.check_cancelled()
         self._beat()
-        self.http.ingest(kind, body, self.state.pluto_id or 0, self.project, what)
+        self.http.ingest(kind, body, self.state.pluto_id or 0, self.project, what, landed=landed)
 
     def _tracked(self, kind: str, start: int, end: int, body: bytes) -> None:
         """Send rows [start, end) of a non-deduplicated kind with an intent written first."""
-        self.state.pending = {"kind": kind, "start": start, "end": end}
+        lines = body.count(b"\n")
+        self.state.pending = {"kind": kind, "start": start, "end": end, "lines": lines}
         self._save()
-        self._send(kind, body, f"{kind} ingest")
+        landed = None
+        if kind == "logs":
+            acked = self.state.counts.get("logs_acked", 0)
+            landed = lambda: self._log_total() >= acked + lines  # noqa: E731 - an answer lost in transit
+        self._send(kind, body, f"{kind} ingest", landed)
         self.state.sent[kind] = end
+        if kind == "logs":
+            self.state.counts["logs_acked"] = self.state.counts.get("logs_acked", 0) + lines
         self.state.pending = None
         self._save()
 
@@ -520,7 +531,7 @@ class RunLoader:
                     self.ctx.report.lost("file rows without a path")
                 continue
             try:
-                members = list(self._members(stored[i]))
+                members = self._members(stored[i])
             except UnsafePathError as exc:
                 if number >= self.state.sent["files"]:
                     self.ctx.report.lost("files with escaping paths")
@@ -540,8 +551,6 @@ class RunLoader:
                     continue
                 self._upload(number, name, file_name, rel, size, step, int(times[i]), last=k == len(members) - 1,
                              caption=rel, opener=lambda rel=rel: self.reader.open_file(rel))
-            if not members and number >= self.state.sent["files"]:
-                self._skip_file_row(number)
 
     def _skip_file_row(self, number: int) -> None:
         if number == self.state.sent["files"]:
@@ -549,14 +558,17 @@ class RunLoader:
             self.state.file_sub = 0
             self._save()
 
-    def _members(self, stored: str) -> Iterator[tuple[str, int]]:
+    def _members(self, stored: str) -> list[tuple[str, int]]:
         """(relative path, size) of the file, or of every file of a directory (file sets)."""
-        iter_files = getattr(self.reader.storage, "iter_files", None)
-        if iter_files is not None:
-            yield from iter_files(self.reader.run, stored)
-            return
-        with self.reader.open_file(stored) as handle:
-            yield stored, _size(handle)
+        _refuse_escaping(stored)
+        try:
+            members = list(self.reader.storage.iter_files(self.reader.run, stored))
+        except NotImplementedError:
+            with self.reader.open_file(stored) as handle:
+                return [(stored, _size(handle))]
+        if not members:
+            raise FileNotFoundError(stored)
+        return members
 
     def _file_name(self, log_name: str, rel: str, stored: str, step: int, in_dir: bool) -> str:
         base = rel[len(stored):].lstrip("/") if in_dir and rel.startswith(stored) else PurePosixPath(rel).name
@@ -608,6 +620,13 @@ class RunLoader:
 
             self._upload(index, names.encode_name(path), "value.txt", path, len(data), 0, self.fallback_ms,
                          last=True, caption=path, opener=lambda data=data: io.BytesIO(data), kind="big")
+
+
+def _refuse_escaping(path: str) -> None:
+    """Storage checks too; this makes the refusal independent of how a storage lists directories."""
+    pure = PurePosixPath(path.replace("\\", "/"))
+    if not path or "\x00" in path or pure.is_absolute() or ".." in pure.parts or (len(path) > 1 and path[1] == ":"):
+        raise UnsafePathError(f"refused file path {path!r}: it leaves the files root")
 
 
 def _size(handle: IO[bytes]) -> int:

@@ -89,8 +89,13 @@ class Transport:
         auth: bool = True,
         retries: int | None = None,
         timeout: float | None = None,
-    ) -> httpx.Response:
-        """Send with retries; `content` may be a factory of a fresh byte iterator (streamed bodies)."""
+        landed: Callable[[], bool] | None = None,
+    ) -> httpx.Response | None:
+        """Send with retries; `content` may be a factory of a fresh byte iterator (streamed bodies).
+
+        `landed()` is asked before each retry of a request Pluto would not deduplicate: when the earlier
+        attempt did arrive (its answer was lost), it returns True and nothing is sent again (result None).
+        """
         limit = self.policy.retries if retries is None else retries
         attempt = 0
         while True:
@@ -125,6 +130,8 @@ class Transport:
                 suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
                 raise PlutoError(problem + suffix, status)
             self._sleep(self.policy.delay(attempt, retry_after))
+            if landed is not None and landed():
+                return None
 
     def _send_plain(
         self, method: str, url: str, body: Any, headers: dict[str, str], params: Any, timeout: float | None
@@ -154,13 +161,15 @@ class Transport:
         response = self.request("GET", self.endpoints.api + path, what, params=params)
         return _json(response, what)
 
-    def ingest(self, kind: str, body: bytes, run_id: int, project: str, what: str) -> None:
+    def ingest(self, kind: str, body: bytes, run_id: int, project: str, what: str,
+               landed: Callable[[], bool] | None = None) -> None:
         headers = {
             "Content-Type": "application/x-ndjson",
             "X-Run-Id": str(run_id),
             "X-Project-Name": project,
         }
-        self.request("POST", f"{self.endpoints.ingest}/ingest/{kind}", what, content=body, headers=headers)
+        self.request("POST", f"{self.endpoints.ingest}/ingest/{kind}", what, content=body, headers=headers,
+                     landed=landed)
 
     def presign(self, entries: list[dict[str, Any]], run_id: int, project: str, what: str) -> dict[str, str]:
         headers = {"X-Run-Id": str(run_id), "X-Project-Name": project}

@@ -1,0 +1,153 @@
+"""Transient errors are retried (honouring Retry-After); permanent ones fail the run with the server's words."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from migrate_core.api import RunReport
+from migrate_core.orchestrator import Orchestrator
+from migrate_core.testing import MemoryRun
+from migrate_pluto.errors import PlutoError
+from migrate_pluto.transport import Transport
+
+from .helpers import load, make_sink, run_of, snapshot
+from .test_mapping import P, neptune_storage, series, strings
+
+
+def _run(run_id: str, n: int = 50) -> MemoryRun:
+    return MemoryRun(P, run_id, pa.Table.from_batches([
+        series(run_id, "m", list(np.arange(n) * 1_000_000), [float(i) for i in range(n)]),
+        strings(run_id, "monitoring/x/stdout", [f"line {i}" for i in range(5)]),
+        strings(run_id, "notes", ["a", "b"]),
+    ]))
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    waited: list[float] = []
+    monkeypatch.setattr(Transport, "_sleep", lambda self, seconds: waited.append(seconds))
+    return waited
+
+
+@pytest.mark.parametrize("path", ["/api/runs/create", "/ingest/metrics", "/ingest/data", "/ingest/logs", "/files"])
+def test_5xx_is_retried_and_nothing_is_lost(fake_pluto, tmp_path, sleeps, path):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    reference = neptune_storage(tmp_path / "ref", [_run("R-1")])
+    fake_pluto.faults.add(f"^{path}$", "5xx", times=2, status=502)
+    load(make_sink(fake_pluto, project="faulty"), storage, P, "R-1")
+    load(make_sink(fake_pluto, project="clean"), reference, P, "R-1")
+    got = snapshot(fake_pluto, "faulty", f"neptune:{P}:R-1")
+    want = snapshot(fake_pluto, "clean", f"neptune:{P}:R-1")
+    for key in ("metrics", "data", "logs", "tags", "status"):
+        assert got[key] == want[key], key
+    assert len(sleeps) >= (2 if path != "/files" else 0)
+
+
+def test_429_honours_retry_after(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "429", times=1, retry_after=7)
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    assert sleeps == [7.0]
+    assert len(run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1").metric("m")) == 50
+
+
+def test_lost_answer_on_logs_is_not_sent_twice(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/logs$", "drop", times=1, process=True)
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1")
+    assert [x.message for x in sorted(run.logs, key=lambda x: x.line_number)] == [f"line {i}" for i in range(5)]
+
+
+def test_lost_answer_on_metrics_is_harmless(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "drop", times=1, process=True)
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1")
+    assert len(run.metric("m")) == 50 and run.metrics["m"].raw_count == 100
+
+
+def test_giving_up_fails_the_run_with_the_server_message(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "5xx", times=None, status=503)
+    with pytest.raises(PlutoError, match=r"Pluto answered 503 to metrics ingest: .*injected fault.* 3 attempts"):
+        load(make_sink(fake_pluto), storage, P, "R-1")
+
+
+def test_wrong_api_key_fails_at_once_with_a_clear_message(fake_pluto, tmp_path, monkeypatch, sleeps):
+    monkeypatch.setenv("PLUTO_API_KEY", "mlpi_wrong")
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    with pytest.raises(PlutoError, match="Pluto answered 401 to run create: Unauthorized: Invalid API key") as err:
+        load(make_sink(fake_pluto), storage, P, "R-1")
+    assert "mlpi_wrong" not in str(err.value) and sleeps == []
+
+
+def test_missing_api_key_is_a_config_error(fake_pluto, monkeypatch, tmp_path):
+    from migrate_core.errors import PluginError
+
+    monkeypatch.delenv("PLUTO_API_KEY")
+    monkeypatch.setenv("HOME", str(tmp_path / "empty-home"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty-home"))
+    with pytest.raises(PluginError, match="no Pluto API key: set PLUTO_API_KEY or run `pluto login`"):
+        make_sink(fake_pluto)
+
+
+def test_unreachable_server(fake_pluto, tmp_path, sleeps):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    sink = make_sink(fake_pluto, url_api=url, url_ingest=url, url_py=url)
+    with pytest.raises(PlutoError, match=rf"cannot reach Pluto for run create \(http://127.0.0.1:{port}\): ConnectError"):
+        load(sink, storage, P, "R-1")
+    assert len(sleeps) == 2
+
+
+def test_a_422_fails_that_run_only_and_retry_failed_completes_it(fake_pluto, tmp_path, sleeps):
+    runs = [_run("R-1"), _run("R-2"), _run("R-3")]
+    storage = neptune_storage(tmp_path, runs)
+    fake_pluto.faults.add("^/ingest/metrics$", "422", times=1)
+    sink = make_sink(fake_pluto)
+    summary = Orchestrator(storage, sink=sink, workers=1).load()
+    status = {o.run_id: (o.status, o.reason) for o in summary.outcomes}
+    assert status["R-1"] == ("failed", "Pluto answered 422 to metrics ingest: STREAM_DECODING_ERROR: "
+                                       "Failed to parse JSON line (bytes): injected fault")
+    assert status["R-2"][0] == status["R-3"][0] == "ok"
+    again = Orchestrator(storage, sink=sink, workers=1, retry_failed=True).load()
+    assert {o.run_id: o.status for o in again.outcomes} == {"R-1": "ok", "R-2": "skipped", "R-3": "skipped"}
+    for run_id in ("R-1", "R-2", "R-3"):
+        run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:{run_id}")
+        assert len(run.metric("m")) == 50 and len(run.logs) == 5 and run.status == "COMPLETED"
+
+
+def test_status_reaped_to_failed_is_repaired(fake_pluto, tmp_path, monkeypatch, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    original = Transport.api_post
+
+    def reaping(self, path, body, what):
+        if path == "/api/runs/status/update" and not reaping.done:
+            reaping.done = True
+            fake_pluto.reap_stale_runs(now=10**13)
+        return original(self, path, body, what)
+
+    reaping.done = False
+    monkeypatch.setattr(Transport, "api_post", reaping)
+    report = load(make_sink(fake_pluto), storage, P, "R-1")
+    assert run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1").status == "COMPLETED"
+    assert any("repaired from FAILED" in note for note in report.notes)
+
+
+def test_cancel_stops_between_requests(fake_pluto, tmp_path):
+    from migrate_core.api import RunContext, RunReader
+    from migrate_core.errors import Cancelled
+
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        make_sink(fake_pluto).load_run(RunReader(storage, storage.get_run(P, "R-1")), RunContext(RunReport(), cancel))
