@@ -46,3 +46,11 @@ def migrate(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """SDK atexit hooks (neptune's container shutdown) log into streams pytest has closed by then; keep
+    their "--- Logging error ---" tracebacks from burying the test summary, which must be the last line."""
+    import logging
+
+    logging.raiseExceptions = False
