@@ -593,6 +593,15 @@ def test_fault_access_denied(fake_neptune3: FakeNeptune3) -> None:
         nq_runs.list_runs()
 
 
+@pytest.mark.filterwarnings("ignore::neptune_query.warnings.HttpOtherWarning")
+def test_fault_on_token_exchange_is_retried(fake_neptune3: FakeNeptune3) -> None:
+    fake_neptune3.data.run("a")
+    fault = fake_neptune3.faults.add(r"/authorization/oauth-token$", "5xx", times=2)
+    nq.set_api_token(fake_neptune3.make_api_token())  # force a new exchange
+    assert nq_runs.list_runs() == ["a"]
+    assert fault.hits == 2
+
+
 def test_rejected_api_key(fake_neptune3: FakeNeptune3) -> None:
     nq.set_api_token(fake_neptune3.make_api_token("not-a-valid-key", valid=False))
     with pytest.raises(nq_exc.NeptuneInvalidCredentialsError):
