@@ -18,7 +18,7 @@ import base64
 import json
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -533,7 +533,7 @@ def _series_type(run: Run, attribute: str, types: set[str]) -> str:
 
 
 # -- storage ----------------------------------------------------------------------------------------------
-def signed_urls(base_url: str, body: dict[str, Any], sign: Any) -> Answer:
+def signed_urls(body: dict[str, Any], sign: Callable[[str, str, str], str]) -> Answer:
     """POST /api/storagebridge/v1/signedUrl -> one ``aws`` URL per requested file, pointing back at the fake."""
     files = []
     for item in body.get("files") or []:

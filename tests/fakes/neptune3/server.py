@@ -301,7 +301,8 @@ class FakeNeptune3:
 
         Plain HTTP needs no flag. Proxies are bypassed for 127.0.0.1, retry budgets are cut from 30-60 min
         to seconds so a mistake fails fast instead of hanging, and neptune-scale's logs go to
-        ``log_directory`` when given.
+        ``log_directory`` when given. neptune-scale has no such knob (its 360 s retry budget is a constant):
+        always pass a timeout to ``Run.close()`` / ``wait_for_processing()`` in tests.
         """
         env = {
             "NEPTUNE_API_TOKEN": self.api_token,
@@ -312,8 +313,6 @@ class FakeNeptune3:
             "NEPTUNE_QUERY_RETRY_HARD_TIMEOUT": str(max(30, retry_soft_timeout * 3)),
             "NEPTUNE_HTTP_REQUEST_TIMEOUT_SECONDS": "20",
             "NEPTUNE_QUERY_FILES_TIMEOUT": "20",
-            "NEPTUNE_SUBPROCESS_KILL_TIMEOUT": "5",
-            "NEPTUNE_LOG_MAX_BLOCKING_TIME_SECONDS": "5",
             "NEPTUNE_ENABLE_COLORS": "false",
             "NEPTUNE_DISABLE_COLORS": "true",
         }
@@ -499,7 +498,7 @@ class FakeNeptune3:
         return read_api.timeseries_buckets(self.store, request.raw)
 
     def _signed_url(self, request: _Request) -> Answer:
-        return read_api.signed_urls(self.base_url, request.json(), self.sign_url)
+        return read_api.signed_urls(request.json(), self.sign_url)
 
     def sign_url(self, project: str, path: str, permission: str = "read") -> str:
         """URL of a blob in the fake's storage (``provider: aws``, so the clients use plain GET/PUT)."""
