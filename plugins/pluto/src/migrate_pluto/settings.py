@@ -24,7 +24,7 @@ class PlutoConfig(PluginConfig):
     backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles per attempt, with jitter.")
     backoff_max: float = Field(60.0, ge=0, description="Longest delay between retries (Retry-After is honoured up to 10 min).")
     request_points: int = Field(100_000, ge=1, description="Metric points per ingest request.")
-    request_bytes: int = Field(8 << 20, ge=1024, description="Target body size of data/log ingest requests.")
+    request_bytes: int = Field(8 << 20, ge=1, description="Target body size of data/log ingest requests.")
     heartbeat: float = Field(30.0, gt=0, description="Seconds between heartbeats while a run loads (reaper: 150 s).")
     max_config_string: int = Field(
         65_536, ge=1, description="String parameters longer than this go to a file instead of the run config."
