@@ -12,6 +12,7 @@ from migrate_neptune2 import Neptune2Config
 from migrate_neptune2.source import Neptune2Source
 
 from tests.fakes.neptune2 import ArtifactFile, FakeNeptune2Server, File, FileSeriesItem, fixtures
+from tests.fakes.pluto.fixtures import fake_pluto  # noqa: F401 - fixture for the Pluto end-to-end test
 
 fake_neptune2 = fixtures.fake_neptune2
 

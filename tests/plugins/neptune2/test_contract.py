@@ -6,14 +6,14 @@ import pytest
 from migrate_core.api import Source
 from migrate_core.testing import SourceContract
 
-from tests.plugins.neptune2.conftest import declare, fake_neptune2, make_source  # noqa: F401
+from tests.plugins.neptune2.conftest import declare, make_source
 
 pytestmark = pytest.mark.timeout(60)
 
 
 class TestNeptune2Source(SourceContract):
     @pytest.fixture
-    def source(self, fake_neptune2) -> Source:  # noqa: F811
+    def source(self, fake_neptune2) -> Source:
         declare(fake_neptune2)
         src = make_source()
         yield src

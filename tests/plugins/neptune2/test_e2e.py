@@ -1,0 +1,177 @@
+"""End to end through the `migrate` CLI: declared runs in the fake Neptune 2.x server -> `migrate export` ->
+parquet equal to the declaration point for point, file bytes equal; then into the fake Pluto and verified."""
+
+from __future__ import annotations
+
+import json
+import time
+from decimal import Decimal
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from migrate_core.format import plain
+from migrate_local_fs.storage import LocalFsStorage
+
+from tests.fakes.neptune2 import FakeNeptune2Server
+from tests.plugins.neptune2.conftest import FAST_SET, T0
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def stored_tables(root) -> tuple[LocalFsStorage, dict[str, Any]]:
+    storage = LocalFsStorage(root / "exports" / "data", root / "exports" / "files")
+    runs = {r.run_id: r for r in storage.list_runs()}
+    return storage, runs
+
+
+def table_of(storage: LocalFsStorage, run) -> pa.Table:
+    return plain(pa.Table.from_batches(list(storage.read(run))))
+
+
+def rows(table: pa.Table, path: str) -> pa.Table:
+    return table.filter(pa.compute.equal(table["attribute_path"], path))
+
+
+def decimals(values) -> list[Decimal]:
+    return [Decimal(repr(float(v))).quantize(Decimal("0.000001")) for v in values]
+
+
+def check_run_one(storage: LocalFsStorage, run, declared: dict[str, Any]) -> None:
+    table = table_of(storage, run)
+    assert set(table["run_id"].to_pylist()) == {"PROJ-1"} and set(table["project_id"].to_pylist()) == {"ws/proj"}
+
+    steps, values, stamps = declared["float"]
+    loss = rows(table, "train/loss")
+    assert loss["attribute_type"].to_pylist() == ["float_series"] * len(steps)
+    assert loss["step"].to_pylist() == decimals(steps)
+    assert loss["timestamp"].cast(pa.int64()).to_pylist() == stamps.tolist()
+    np.testing.assert_array_equal(loss["float_value"].to_numpy(), values)  # NaN == NaN, inf kept
+
+    s_steps, s_values, s_stamps = declared["string"]
+    out = rows(table, "logs/stdout")
+    assert out["step"].to_pylist() == decimals(s_steps)
+    assert out["string_value"].to_pylist() == s_values
+    assert out["timestamp"].cast(pa.int64()).to_pylist() == s_stamps
+
+    params = {r["attribute_path"]: r for r in table.filter(pa.compute.is_null(table["step"])).to_pylist()}
+    assert params["params/lr"]["float_value"] == 0.1 and params["params/lr"]["attribute_type"] == "float"
+    assert params["params/epochs"]["int_value"] == 10
+    assert params["params/big"]["int_value"] == 2**40
+    assert params["params/use_bn"]["bool_value"] is True
+    assert params["params/optimizer"]["string_value"] == "adam"
+    assert params["params/started"]["datetime_value"] == declared["started"].replace(microsecond=250000)
+    assert params["params/classes"]["string_set_value"] == ["cat", "dog"]
+    assert params["sys/tags"]["string_set_value"] == ["baseline"]
+    assert params["sys/id"]["string_value"] == "PROJ-1" and params["sys/name"]["string_value"] == "first run"
+    assert params["sys/creation_time"]["attribute_type"] == "datetime"
+    assert params["sys/state"]["string_value"] == "idle"
+
+    def content(row) -> bytes:
+        with storage.open_file(run, row["file_value"]["path"]) as handle:
+            return handle.read()
+
+    ckpt = rows(table, "model/ckpt").to_pylist()
+    assert [r["attribute_type"] for r in ckpt] == ["file"]
+    assert ckpt[0]["file_value"]["path"].endswith("/ckpt.pt") and content(ckpt[0]) == declared["file"].content
+
+    preds = rows(table, "images/preds").to_pylist()
+    assert [r["step"] for r in preds] == [Decimal("10.000000"), Decimal("20.500000")]  # real steps, not indices
+    assert [int(r["timestamp"].timestamp() * 1000) for r in preds] == [T0 + 5, T0 + 9]
+    assert [content(r) for r in preds] == [b"png-a", b"png-b"]
+    assert [r["file_value"]["path"].rsplit("/", 1)[1] for r in preds] == ["0.png", "1.jpeg"]
+
+    fileset = rows(table, "source_code/files").to_pylist()
+    assert {r["attribute_type"] for r in fileset} == {"file_set"}
+    got = {r["file_value"]["path"].split("source_code/files/", 1)[1]: content(r) for r in fileset}
+    assert got == declared["file_set"]
+
+    artifact = rows(table, "datasets/train").to_pylist()
+    listing = json.loads(content(artifact[0]))
+    assert [f["filePath"] for f in listing] == ["data/train.csv"] and listing[0]["fileHash"] == "h1"
+
+
+def test_export_equals_the_declared_runs_point_for_point(migrate, declared, fake_neptune2, tmp_path):
+    result = migrate("export", "--source", "neptune2", "-p", "ws/proj", *FAST_SET, "--json")
+    assert result.code == 0, result.err
+    summary = result.json()
+    assert summary["stages"]["export"]["ok"] == 2  # the trashed run is not listed
+    assert summary["losses"] == {"artifact file contents (kept in the artifact's own storage)": 1}
+    storage, runs = stored_tables(tmp_path)
+    assert sorted(runs) == ["PROJ-1", "PROJ-2"] and all(r.complete for r in runs.values())
+    check_run_one(storage, runs["PROJ-1"], declared)
+    assert rows(table_of(storage, runs["PROJ-2"]), "train/loss")["float_value"].to_pylist() == [0.5, 0.25]
+
+    again = migrate("export", "--source", "neptune2", "-p", "ws/proj", *FAST_SET, "--json").json()
+    assert again["stages"]["export"]["skipped"] == 2
+
+
+def test_series_timestamps_are_utc_whatever_the_machine_time_zone(
+    migrate, declared, fake_neptune2, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        import neptune
+
+        # PROJ-2: the plain client cannot even open PROJ-1, whose NaN series stats simplejson refuses
+        run = neptune.init_run(with_id="PROJ-2", project="ws/proj", mode="read-only")
+        naive = run["train/loss"].fetch_values(progress_bar=False)["timestamp"].iloc[0]
+        run.stop()
+        assert naive.hour == 17  # the plain client: 22:13:20 UTC comes back as naive New York time
+        result = migrate("export", "--source", "neptune2", "-p", "ws/proj", "-r", "^PROJ-1$", *FAST_SET)
+        assert result.code == 0, result.err
+    finally:
+        monkeypatch.setenv("TZ", "UTC")
+        time.tzset()
+    storage, runs = stored_tables(tmp_path)
+    check_run_one(storage, runs["PROJ-1"], declared)
+
+
+def test_request_budget_per_run(migrate, fake_neptune2: FakeNeptune2Server):
+    srv = fake_neptune2
+    for i in range(20):
+        srv.add_run("ws/proj", attrs={"params/i": i, "params/s": {"a", "b"}},
+                    float_series={"m/a": [0.1, 0.2], "m/b": [1.0]}, string_series={"log": ["x"]})
+    srv.reset_counters()
+    result = migrate("export", "--source", "neptune2", "-p", "ws/proj", *FAST_SET)
+    assert result.code == 0, result.err
+    data_ops = {op: n for op, n in srv.counts.items() if not op.startswith("swagger")}
+    assert data_ops.get("getExperimentAttributes") == 20  # one structure read per run
+    assert "getExperiment" not in data_ops and "getStringSetAttribute" not in data_ops
+    assert data_ops["searchLeaderboardEntries"] == 1 and data_ops["getProject"] == 1
+    assert data_ops["getFloatSeriesValues"] == 40 and data_ops["getStringSeriesValues"] == 20
+
+
+def test_refresh_decision_uses_modification_time(declared, fake_neptune2):
+    from migrate_core.api import Selection
+
+    from tests.plugins.neptune2.conftest import make_source
+
+    source = make_source(refresh=True)
+    run = next(r for r in source.list_runs(Selection()) if r.run_id == "PROJ-1")
+    exported = {"source": {"modification_time": run.modification_time.isoformat()}}
+    assert not source.is_stale(run, exported)
+    older = {"source": {"modification_time": "2020-01-01T00:00:00+00:00"}}
+    assert source.is_stale(run, older)
+    assert not make_source().is_stale(run, older)  # only with refresh
+    source.close()
+
+
+def test_run_into_pluto_then_verify(migrate, declared, fake_neptune2, fake_pluto, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    for key, value in fake_pluto.client_env(home=home, pluto_dir=tmp_path / "pluto").items():
+        monkeypatch.setenv(key, value)
+    sink = ["--set", f"sink.pluto.url_api={fake_pluto.url}", "--set", f"sink.pluto.url_ingest={fake_pluto.url}",
+            "--set", f"sink.pluto.url_py={fake_pluto.url}", "--set", "sink.pluto.retries=2",
+            "--set", "sink.pluto.backoff=0.01"]
+    result = migrate("run", "--source", "neptune2", "--sink", "pluto", "-p", "ws/proj", *FAST_SET, *sink, "--json")
+    assert result.code == 0, result.out + result.err
+    summary = result.json()
+    assert summary["stages"]["export"]["ok"] == 2 and summary["stages"]["load"]["ok"] == 2
+    verified = migrate("verify", "--sink", "pluto", *sink, "--json")
+    assert verified.code == 0, verified.out + verified.err
+    report = verified.json()
+    assert report["ok"] and sorted(r["run_id"] for r in report["runs"]) == ["PROJ-1", "PROJ-2"]
