@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -21,7 +21,9 @@ import pandas as pd
 import pytest
 
 from tests.fakes.neptune3 import FakeNeptune3, fixtures
+from tests.fakes.neptune3 import golden as golden_data
 from tests.fakes.neptune3.fixtures import running_fake_neptune3
+from tests.fakes.neptune3.golden import LOSS_STEPS, T0, loss
 from tests.fakes.neptune3.proto import encode_float_points, series_values_pb2
 from tests.fakes.neptune3.store import Series, SeriesRejected
 
@@ -31,114 +33,7 @@ from neptune_query import exceptions as nq_exc  # noqa: E402
 from neptune_query.filters import Attribute, AttributeFilter, Filter  # noqa: E402
 
 fake_neptune3 = fixtures.fake_neptune3  # a fixture is found by its name in the test module
-
-T0 = datetime(2024, 3, 1, 12, 0, 0, tzinfo=UTC)
-LOSS_STEPS = [round(k * 0.1, 6) for k in range(50)]
-
-
-def _loss(k: int) -> float:
-    return 1.0 / (k + 1)
-
-
-def _ms(dt: datetime) -> int:
-    return int(round(dt.timestamp() * 1000))
-
-
-def _scale_run(**kwargs: object):  # noqa: ANN202 - neptune_scale.Run, imported lazily
-    """A neptune-scale Run without console capture / source tracking, so the data is exactly what we log."""
-    from neptune_scale import Run
-
-    return Run(enable_console_log_capture=False, source_tracking_config=None, **kwargs)
-
-
-def _write_golden_data() -> None:
-    """Write runs with every kind of data through the real neptune-scale client.
-
-    Roots are written concurrently; the fork (and the fork of the fork) must wait until its parent exists
-    on the server, as with the real backend.
-    """
-    from neptune_scale.types import File as ScaleFile
-    from neptune_scale.types import Histogram as ScaleHistogram
-
-    run_a = _scale_run(run_id="golden-a", experiment_name="exp-golden", creation_time=T0)
-    run_b = _scale_run(
-        run_id="golden-b", experiment_name="exp-other", creation_time=T0 + timedelta(minutes=1)
-    )
-
-    run_a.log_configs(
-        {
-            "cfg/lr": 0.001,
-            "cfg/batch": 64,
-            "cfg/optimizer": "adam",
-            "cfg/use_amp": True,
-            "cfg/started": T0 + timedelta(hours=1),
-            "cfg/layers": ["conv", "fc"],
-        }
-    )
-    run_a.add_tags(["golden", "alpha"])
-    run_a.add_tags(["group-1"], group_tags=True)
-    for k, step in enumerate(LOSS_STEPS):
-        run_a.log_metrics({"metrics/loss": _loss(k)}, step=step, timestamp=T0 + timedelta(seconds=k))
-    for i in range(10):
-        run_a.log_metrics({"metrics/acc": i / 10}, step=i, timestamp=T0 + timedelta(seconds=100 + i))
-    run_a.log_metrics(
-        {"metrics/loss": 0.015},
-        step=5.0,
-        timestamp=T0 + timedelta(seconds=60),
-        preview=True,
-        preview_completion=0.5,
-    )
-    run_a.log_metrics(
-        {"metrics/loss": 0.012},
-        step=5.5,
-        timestamp=T0 + timedelta(seconds=61),
-        preview=True,
-        preview_completion=0.8,
-    )
-    for i, text in enumerate(["first line", "second line", "third ünïcode line"], start=1):
-        run_a.log_string_series({"logs/text": text}, step=i, timestamp=T0 + timedelta(seconds=200 + i))
-    run_a.log_histograms(
-        {"hist/w": ScaleHistogram(bin_edges=[0, 1, 2, 3], counts=[5, 7, 1])},
-        step=1,
-        timestamp=T0 + timedelta(seconds=300),
-    )
-    run_a.log_histograms(
-        {
-            "hist/w": ScaleHistogram(bin_edges=[0, 1, 2, 3], counts=[4, 8, 2]),
-            "hist/d": ScaleHistogram(bin_edges=[-1.0, 0.0, 1.0], densities=[0.25, 0.75]),
-        },
-        step=2,
-        timestamp=T0 + timedelta(seconds=301),
-    )
-    run_a.assign_files(
-        {
-            "files/model": b"model-bytes-\x00\x01\x02",
-            "files/config": ScaleFile(source=b'{"a": 1}', mime_type="application/json"),
-        }
-    )
-    run_a.log_files({"files/series": b"series-step-1"}, step=1, timestamp=T0 + timedelta(seconds=400))
-    run_a.log_files({"files/series": b"series-step-2"}, step=2, timestamp=T0 + timedelta(seconds=401))
-
-    run_b.log_configs({"cfg/lr": 0.1, "cfg/optimizer": "sgd"})
-    run_b.add_tags(["golden"])
-    for i in range(10):
-        run_b.log_metrics({"metrics/loss": 10.0 - i}, step=i, timestamp=T0 + timedelta(seconds=i))
-    # steps keep 6 decimals on the wire: both of these become step 10.0, and the second one is refused
-    run_b.log_metrics({"metrics/loss": 0.5}, step=10.0000001, timestamp=T0 + timedelta(seconds=10))
-    run_b.log_metrics({"metrics/loss": 0.25}, step=10.0000004, timestamp=T0 + timedelta(seconds=11))
-
-    assert run_a.wait_for_processing(timeout=60, verbose=False)
-    fork = _scale_run(run_id="golden-fork", fork_run_id="golden-a", fork_step=2.0)
-    for k in range(1, 11):
-        fork.log_metrics(
-            {"metrics/loss": 100.0 + k}, step=2.0 + k / 10, timestamp=T0 + timedelta(seconds=500 + k)
-        )
-    assert fork.wait_for_processing(timeout=60, verbose=False)
-    fork2 = _scale_run(run_id="golden-fork2", fork_run_id="golden-fork", fork_step=2.5)
-    fork2.log_metrics({"metrics/loss": 200.0}, step=2.6, timestamp=T0 + timedelta(seconds=600))
-    fork2.log_metrics({"metrics/loss": 201.0}, step=2.7, timestamp=T0 + timedelta(seconds=601))
-    for run in (run_a, run_b, fork, fork2):
-        run.close(timeout=60)
+fake_neptune3_golden = fixtures.fake_neptune3_golden
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +44,20 @@ def golden() -> Iterator[FakeNeptune3]:
         # the writer must ride out transient errors on ingest and on blob upload
         fake.faults.add(r"^/api/client/v1/ingest$", "5xx", times=1)
         fake.faults.add(r"^/_fake_storage/", "5xx", times=1, method="PUT", status=500)
-        _write_golden_data()
-        assert [(run, msg.split(":")[0]) for _, run, msg in fake.store.rejected] == [
-            ("golden-b", "metrics/loss")
-        ]
+        golden_data.write_golden_data()
+        rejected = [(run, msg.split(":")[0]) for _, run, msg in fake.store.rejected]
+        assert rejected == golden_data.EXPECTED_REJECTED
         assert fake.server_errors == []
         yield fake
         assert fake.server_errors == []
+
+
+def test_shared_golden_fixture(fake_neptune3_golden: FakeNeptune3) -> None:
+    """The fixture other test modules use: same data, written without injected faults."""
+    assert tuple(sorted(nq_runs.list_runs())) == golden_data.RUN_IDS
+    rejected = [(run, msg.split(":")[0]) for _, run, msg in fake_neptune3_golden.store.rejected]
+    assert rejected == golden_data.EXPECTED_REJECTED
+    assert fake_neptune3_golden.server_errors == []
 
 
 # -- golden data, written by neptune-scale ---------------------------------------------------------------
@@ -206,7 +108,7 @@ def test_sys_attributes_tags_and_table_projection(golden: FakeNeptune3) -> None:
     assert df.loc["golden-a", "sys/creation_time"] == pd.Timestamp(T0)
     assert df.loc["golden-b", "sys/name"] == "exp-other"
     assert df.loc["golden-b", "cfg/lr"] == pytest.approx(0.1)
-    assert df.loc["golden-a", "metrics/loss"] == pytest.approx(_loss(49))  # last non-preview point
+    assert df.loc["golden-a", "metrics/loss"] == pytest.approx(loss(49))  # last non-preview point
     # the table is sorted by sys/creation_time descending by default
     assert list(df.index) == ["golden-b", "golden-a"]
     exp = nq.fetch_experiments_table(
@@ -222,7 +124,7 @@ def test_metrics_values_decimal_steps_and_timestamps(golden: FakeNeptune3) -> No
     )
     part = df.loc["golden-a"]
     assert list(part.index) == LOSS_STEPS
-    assert np.allclose(part[("metrics/loss", "value")].to_numpy(), [_loss(k) for k in range(50)])
+    assert np.allclose(part[("metrics/loss", "value")].to_numpy(), [loss(k) for k in range(50)])
     expected_ts = [pd.Timestamp(T0 + timedelta(seconds=k)) for k in range(50)]
     assert list(part[("metrics/loss", "absolute_time")]) == expected_ts
     acc = nq_runs.fetch_metrics(runs=["golden-a"], attributes="metrics/acc", step_range=(2, 4))
@@ -258,7 +160,7 @@ def test_fork_lineage(golden: FakeNeptune3) -> None:
     part = full.loc["golden-fork2"]["metrics/loss"]
     expected_steps = LOSS_STEPS[:21] + [2.1, 2.2, 2.3, 2.4, 2.5] + [2.6, 2.7]  # fork steps are inclusive
     assert list(part.index) == expected_steps
-    expected_values = [_loss(k) for k in range(21)] + [101.0, 102.0, 103.0, 104.0, 105.0] + [200.0, 201.0]
+    expected_values = [loss(k) for k in range(21)] + [101.0, 102.0, 103.0, 104.0, 105.0] + [200.0, 201.0]
     assert np.allclose(part.to_numpy(), expected_values)
 
     table = nq_runs.fetch_runs_table(

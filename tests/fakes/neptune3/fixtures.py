@@ -63,6 +63,20 @@ def running_fake_neptune3(
             forget_neptune_query_clients()
 
 
+@pytest.fixture(scope="module")
+def fake_neptune3_golden() -> Iterator[FakeNeptune3]:
+    """A fake holding the golden runs of ``golden.py``, written once per module with the real neptune-scale.
+
+    Read-only by convention: tests that add data or faults should use ``fake_neptune3`` instead.
+    """
+    pytest.importorskip("neptune_scale")
+    from .golden import write_golden_data
+
+    with running_fake_neptune3(project="golden-ws/golden-proj") as fake:
+        write_golden_data()
+        yield fake
+
+
 @pytest.fixture
 def fake_neptune3() -> Iterator[FakeNeptune3]:
     """A started ``FakeNeptune3`` with NEPTUNE_API_TOKEN / NEPTUNE_PROJECT & co. pointing at it."""
