@@ -13,7 +13,8 @@ Import them into a test module (no conftest changes needed)::
 
 ``fake_neptune3`` is function-scoped: a fresh server with its own port and token, and ``client_env()``
 applied to ``os.environ`` (so neptune-scale's spawned sync process inherits it) for the duration of the test.
-For data shared by many tests, build a module-scoped fixture on ``running_fake_neptune3()``.
+For data shared by many tests, build a module-scoped fixture on ``running_fake_neptune3()``, or use
+``fake_neptune3_golden`` (module-scoped): the runs of ``golden.py`` written with the real neptune-scale.
 """
 
 from __future__ import annotations
