@@ -33,6 +33,7 @@ from .errors import ApiError, AuthError, Neptune2Error
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 ARTIFACT_API_VERSION = "2"
 SPOOL_BYTES = 8 << 20
+MAX_RETRY_AFTER = 600.0  # a longer Retry-After is treated as a failure, not a wait
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ class Neptune2Client:
                     raise ApiError(op, status, data, response.text[:200] if data is None else "")
                 response.close()
             attempt += 1
+            if wait is not None and wait <= MAX_RETRY_AFTER:
+                deadline += wait  # the server said when to come back: that wait does not eat the budget
             if wait is None:
                 wait = min(30.0, self.settings.backoff * 2 ** min(attempt - 1, 8)) * (0.5 + random.random() / 2)
             if time.monotonic() + wait > deadline:
