@@ -152,3 +152,16 @@ def test_empty_storage(migrate, memory_sink):
     assert "is empty" in migrate("inspect").out
     result = migrate("load", "--sink", "memory")
     assert result.code == 0 and "nothing selected" in result.out
+
+
+def test_since_until_window(migrate):
+    # demo runs are modified at 09:30, 10:30 and 11:30 UTC on 2025-01-06
+    result = migrate("export", "--source", "demo", *SMALL, "--since", "2025-01-06T10:00", "--until",
+                     "2025-01-06T11:00:00+00:00", "--json")
+    assert result.code == 0, result.err
+    assert [r["run_id"] for r in result.json()["runs"]] == ["DEMO-2"]
+    plan = migrate("export", "--source", "demo", *SMALL, "--since", "2025-01-06T10:00", "--dry-run", "--json").json()
+    assert {r["run_id"]: r["action"] for r in plan["export"]["runs"]} == {
+        "DEMO-2": "skip (already exported (use --refresh for changed runs, --force for all))", "DEMO-3": "export"}
+    bad = migrate("export", "--source", "demo", "--since", "yesterday")
+    assert bad.code == 2 and "run.since" in bad.err

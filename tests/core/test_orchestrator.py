@@ -81,3 +81,32 @@ def test_many_runs_with_bounded_workers(tmp_path):
     sink = MemorySink()
     summary = Orchestrator(storage, source=MemorySource(runs), sink=sink, workers=4).run()
     assert summary.count("load")["ok"] == 200 and len(sink.loaded) == 200
+
+
+class DatedSource(MemorySource):
+    """A MemorySource whose runs carry modification times, as real trackers list them."""
+
+    def __init__(self, runs, modified):
+        super().__init__(runs)
+        self.modified = modified
+
+    def list_runs(self, selection):
+        for run in super().list_runs(selection):
+            yield SourceRun(run.project_id, run.run_id, run.parent_run_id,
+                            modification_time=self.modified[run.run_id])
+
+
+def test_refresh_reexports_only_runs_changed_since_their_export(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2025, 1, 1, tzinfo=UTC)
+    storage = MemoryStorage(tmp_path)
+    times = {"RUN-1": t0, "RUN-2": t0, "RUN-3": t0}
+    Orchestrator(storage, source=DatedSource(sample_runs(), dict(times))).export()
+    times["RUN-2"] = t0 + timedelta(hours=1)
+    plain = Orchestrator(storage, source=DatedSource(sample_runs(), dict(times))).export()
+    assert {o.status for o in plain.outcomes} == {"skipped"}
+    refreshed = Orchestrator(storage, source=DatedSource(sample_runs(), dict(times)), refresh=True).export()
+    assert {o.run_id: o.status for o in refreshed.outcomes} == {"RUN-1": "skipped", "RUN-2": "ok", "RUN-3": "skipped"}
+    again = Orchestrator(storage, source=DatedSource(sample_runs(), dict(times)), refresh=True).export()
+    assert {o.status for o in again.outcomes} == {"skipped"}

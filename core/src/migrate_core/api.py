@@ -29,12 +29,23 @@ class Selection:
     projects: tuple[str, ...] = ()
     runs: re.Pattern[str] | None = None
     attributes: re.Pattern[str] | None = None
+    # modification-time window for incremental re-exports; sources push it to the server where they can,
+    # and the orchestrator also drops listed runs outside it when their modification time is known
+    modified_since: datetime | None = None
+    modified_until: datetime | None = None
 
     def wants_project(self, project_id: str) -> bool:
         return not self.projects or project_id in self.projects
 
     def wants_run(self, run_id: str) -> bool:
         return self.runs is None or self.runs.search(run_id) is not None
+
+    def wants_modified(self, modified: datetime | None) -> bool:
+        if modified is None:
+            return True
+        if self.modified_since is not None and modified < self.modified_since:
+            return False
+        return not (self.modified_until is not None and modified >= self.modified_until)
 
     def wants_attribute(self, path: str) -> bool:
         return self.attributes is None or self.attributes.search(path) is not None

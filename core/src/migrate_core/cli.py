@@ -72,6 +72,16 @@ FilesPathOpt = Annotated[
     Path | None, typer.Option("--files-path", help="local_fs: files root (default ./exports/files).", show_default=False)
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Redo runs already exported/loaded.")]
+RefreshOpt = Annotated[
+    bool, typer.Option("--refresh", help="Export again the complete runs whose source changed since their export.")
+]
+SinceOpt = Annotated[
+    str | None,
+    typer.Option("--since", help="Only runs modified at/after this ISO time (UTC if no zone).", show_default=False),
+]
+UntilOpt = Annotated[
+    str | None, typer.Option("--until", help="Only runs modified before this ISO time.", show_default=False)
+]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Load runs whose last load failed.")]
 
 
@@ -89,6 +99,8 @@ class Options:
     strict: bool = False
     data_path: Path | None = None
     files_path: Path | None = None
+    since: str | None = None
+    until: str | None = None
 
     def flags(self, storage_name: str | None = None) -> dict[str, Any]:
         flags: dict[str, Any] = {
@@ -100,6 +112,8 @@ class Options:
             "run.attributes": self.attributes,
             "run.workers": self.workers,
             "run.strict": True if self.strict else None,
+            "run.since": self.since,
+            "run.until": self.until,
         }
         if storage_name:
             flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
@@ -137,6 +151,8 @@ class Session:
             projects=tuple(self.run.projects),
             runs=re.compile(self.run.runs) if self.run.runs else None,
             attributes=re.compile(self.run.attributes) if self.run.attributes else None,
+            modified_since=self.run.since,
+            modified_until=self.run.until,
         )
 
     def plugin_config(self, kind: str, name: str) -> Any:
@@ -181,6 +197,8 @@ def _options(**kwargs: Any) -> Options:
         strict=bool(kwargs.get("strict")),
         data_path=kwargs.get("data_path"),
         files_path=kwargs.get("files_path"),
+        since=kwargs.get("since"),
+        until=kwargs.get("until"),
     )
 
 
@@ -242,18 +260,6 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     sink = session.sink() if need_sink else None
     selection = session.selection()
     try:
-        if kwargs.get("dry_run"):
-            from .plan import make_plan, render_plan
-
-            plan = make_plan(command, storage, selection, source=source, sink=sink, force=bool(kwargs.get("force")))
-            _emit_json(plan) if json_out else render_plan(plan)
-            return
-        components = {"storage": session.run.storage}
-        if source is not None:
-            components["source"] = session.run.source
-        if sink is not None:
-            components["sink"] = session.run.sink or ""
-        session.registry.pm.hook.migrate_before_run(command=command, selection=selection, components=components)
         orch = Orchestrator(
             storage,
             source=source,
@@ -262,11 +268,24 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             selection=selection,
             workers=session.run.workers,
             force=bool(kwargs.get("force")),
+            refresh=bool(kwargs.get("refresh")),
             retry_failed=bool(kwargs.get("retry_failed")),
             progress=_progress(json_out),
             hooks=session.registry.pm.hook,
             cancel=threading.Event(),
         )
+        if kwargs.get("dry_run"):
+            from .plan import make_plan, render_plan
+
+            plan = make_plan(command, storage, selection, source=source, sink=sink, decide=orch.export_decision)
+            _emit_json(plan) if json_out else render_plan(plan)
+            return
+        components = {"storage": session.run.storage}
+        if source is not None:
+            components["source"] = session.run.source
+        if sink is not None:
+            components["sink"] = session.run.sink or ""
+        session.registry.pm.hook.migrate_before_run(command=command, selection=selection, components=components)
         summary = getattr(orch, command)()
         data = summary.as_json()
         session.registry.pm.hook.migrate_after_run(command=command, summary=data)
@@ -314,7 +333,10 @@ def export(
     workers: WorkersOpt = None,
     data_path: DataPathOpt = None,
     files_path: FilesPathOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     force: ForceOpt = False,
+    refresh: RefreshOpt = False,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
@@ -357,7 +379,10 @@ def run(
     workers: WorkersOpt = None,
     data_path: DataPathOpt = None,
     files_path: FilesPathOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     force: ForceOpt = False,
+    refresh: RefreshOpt = False,
     retry_failed: RetryOpt = False,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,

@@ -12,6 +12,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,13 @@ class RunConfig(PluginConfig):
     runs: str | None = Field(None, description="Regex on run ids (search semantics).")
     attributes: str | None = Field(None, description="Regex on attribute paths (search semantics).")
     strict: bool = Field(False, description="Exit 1 when any value could not be carried.")
+    since: datetime | None = Field(None, description="Only runs modified at or after this time (ISO 8601; UTC if no zone).")
+    until: datetime | None = Field(None, description="Only runs modified before this time (ISO 8601; UTC if no zone).")
+
+    @field_validator("since", "until")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     @field_validator("runs", "attributes")
     @classmethod

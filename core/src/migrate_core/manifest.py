@@ -172,7 +172,8 @@ def write_json_atomic(path: Path, data: Any) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, ensure_ascii=False, indent=1, allow_nan=False)
+            # default=str: source info may carry datetimes or other plain objects; they become text
+            json.dump(data, handle, ensure_ascii=False, indent=1, allow_nan=False, default=str)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

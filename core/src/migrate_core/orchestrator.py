@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -120,6 +121,7 @@ class Orchestrator:
         selection: Selection | None = None,
         workers: int = 4,
         force: bool = False,
+        refresh: bool = False,
         retry_failed: bool = False,
         progress: Progress | None = None,
         hooks: Any = None,
@@ -132,6 +134,7 @@ class Orchestrator:
         self.selection = selection or Selection()
         self.workers = max(1, workers)
         self.force = force
+        self.refresh = refresh
         self.retry_failed = retry_failed
         self.progress = progress or Progress()
         self.hooks = hooks
@@ -208,8 +211,9 @@ class Orchestrator:
         report = RunReport()
         out = Outcome(run.project_id, run.run_id, "export", "ok", report=report)
         existing = self.storage.get_run(run.project_id, run.run_id)
-        if existing is not None and existing.complete and existing.has_manifest and not self.force:
-            out.status, out.reason = "skipped", "already exported (use --force to export again)"
+        reason = self.export_decision(run, existing)
+        if reason is not None:
+            out.status, out.reason = "skipped", reason
             return out
         source_info: dict[str, Any] = {"plugin": self.source_name, "version": getattr(self.source, "version", "")}
         if run.modification_time is not None:
@@ -236,6 +240,17 @@ class Orchestrator:
             out.reason = "interrupted" if out.status == "cancelled" else describe_error(exc)
         out.seconds = time.monotonic() - started
         return out
+
+    def export_decision(self, run: SourceRun, existing: StoredRun | None) -> str | None:
+        """Why `run` is not exported now (a skip reason), or None to export it (again)."""
+        if existing is None or not existing.complete or not existing.has_manifest or self.force:
+            return None
+        if self.refresh and run.modification_time is not None:
+            stored = (existing.manifest or {}).get("source", {}).get("modification_time")
+            if stored is None or datetime.fromisoformat(stored) < run.modification_time:
+                return None
+            return "unchanged since its export"
+        return "already exported (use --refresh for changed runs, --force for all)"
 
     def load_one(self, stored: StoredRun) -> Outcome:
         assert self.sink is not None
@@ -359,6 +374,8 @@ class _Job:
                         exhausted = True
                         self.orch.progress.set_total(self._total_known())
                         break
+                    if not self.orch.selection.wants_modified(run.modification_time):
+                        continue
                     if self.load_enabled:
                         self.expected.add(run.key)
                     self.futures[self.export_pool.submit(self.orch.export_one, run)] = "export"

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from .api import Selection, Sink, Source, Storage
+from .api import Selection, Sink, Source, SourceRun, Storage, StoredRun
 from .inventory import rows_by_type, stored_bytes
 
 
 def make_plan(
     command: str, storage: Storage, selection: Selection, source: Source | None = None, sink: Sink | None = None,
-    force: bool = False,
+    decide: Callable[[SourceRun, StoredRun | None], str | None] = lambda run, existing: None,
 ) -> dict[str, Any]:
+    """`decide(run, existing)` is the orchestrator's export rule: a skip reason or None."""
     plan: dict[str, Any] = {"command": command, "dry_run": True}
     if source is not None:
         runs = []
         for run in source.list_runs(selection):
-            existing = storage.get_run(run.project_id, run.run_id)
-            done = existing is not None and existing.complete and existing.has_manifest and not force
+            if not selection.wants_modified(run.modification_time):
+                continue
+            skip = decide(run, storage.get_run(run.project_id, run.run_id))
             runs.append({
                 "project_id": run.project_id,
                 "run_id": run.run_id,
-                "action": "skip (already exported)" if done else "export",
+                "action": f"skip ({skip})" if skip else "export",
                 "estimated_rows": run.estimated_rows,
                 "parent_run_id": run.parent_run_id,
             })
