@@ -110,3 +110,26 @@ def test_refresh_reexports_only_runs_changed_since_their_export(tmp_path):
     assert {o.run_id: o.status for o in refreshed.outcomes} == {"RUN-1": "skipped", "RUN-2": "ok", "RUN-3": "skipped"}
     again = Orchestrator(storage, source=DatedSource(sample_runs(), dict(times)), refresh=True).export()
     assert {o.status for o in again.outcomes} == {"skipped"}
+
+
+def test_fork_listed_before_its_parent_still_loads_after_it(tmp_path):
+    runs = sample_runs()
+    fork_first = [runs[2], runs[1], runs[0]]  # RUN-3 forks RUN-1 and is listed first
+    sink = MemorySink()  # raises if a fork is loaded before its parent
+    summary = Orchestrator(MemoryStorage(tmp_path), source=MemorySource(fork_first), sink=sink, workers=3).run()
+    assert summary.count("load")["ok"] == 3, summary.as_json()
+    assert sink.load_calls.index(("ws/proj", "RUN-1")) < sink.load_calls.index(("ws/proj", "RUN-3"))
+
+
+def test_fork_of_an_unselected_parent_loads_once_the_listing_ends(tmp_path):
+    import re
+
+    runs = sample_runs()
+    storage = MemoryStorage(tmp_path)
+    sink = MemorySink()
+    export_into(storage, MemorySource(runs[:1]))
+    Orchestrator(storage, source=MemorySource(runs[:1]), sink=sink).run()  # parent loaded earlier
+    only_fork = Selection(runs=re.compile("^RUN-3$"))
+    summary = Orchestrator(storage, source=MemorySource(runs), sink=sink, selection=only_fork).run()
+    assert [(o.stage, o.run_id, o.status) for o in summary.outcomes] == [("export", "RUN-3", "ok"),
+                                                                         ("load", "RUN-3", "ok")]

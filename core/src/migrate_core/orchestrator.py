@@ -353,6 +353,8 @@ class _Job:
         self.expected: set[Key] = set()
         self.loaded: dict[Key, bool] = {}
         self.waiting: dict[Key, list[StoredRun]] = {}
+        self.submitted = 0
+        self.listing_done = False
 
     def shutdown(self) -> None:
         for future in self.futures:
@@ -372,14 +374,15 @@ class _Job:
                     run = next(pending, None)
                     if run is None:
                         exhausted = True
-                        self.orch.progress.set_total(self._total_known())
+                        self._listing_finished()
                         break
                     if not self.orch.selection.wants_modified(run.modification_time):
                         continue
                     if self.load_enabled:
                         self.expected.add(run.key)
                     self.futures[self.export_pool.submit(self.orch.export_one, run)] = "export"
-                    self.orch.progress.set_total(self._total_known(), final=False)
+                    self.submitted += 1
+                    self.orch.progress.set_total(self.submitted, final=False)
                 if not self.futures:
                     if exhausted:
                         break
@@ -392,8 +395,13 @@ class _Job:
         finally:
             self.shutdown()
 
-    def _total_known(self) -> int:
-        return len({(o.project_id, o.run_id) for o in self.summary.outcomes}) + len(self.futures)
+    def _listing_finished(self) -> None:
+        """Every run is known now: forks parked for a parent that was never listed can load."""
+        self.listing_done = True
+        self.orch.progress.set_total(self.submitted)
+        for parent in [p for p in self.waiting if p not in self.expected and p not in self.loaded]:
+            for child in self.waiting.pop(parent):
+                self._submit_load(child)
 
     # -- loads (load)
     def run_loads(self, stored: list[StoredRun]) -> None:
@@ -409,6 +417,7 @@ class _Job:
                     continue
                 self.expected.add(run.key)
                 candidates.append(run)
+            self.listing_done = True
             for run in candidates:
                 self._ready(run)
             while self.futures:
@@ -488,7 +497,8 @@ class _Job:
             return
         if parent and parent != run.run_id:
             parent_key = (run.project_id, str(parent))
-            if parent_key in self.expected and parent_key not in self.loaded:
+            # wait for a parent of this job, or for one the lazy listing may still produce
+            if parent_key not in self.loaded and (parent_key in self.expected or not self.listing_done):
                 self.waiting.setdefault(parent_key, []).append(run)
                 return
             if self.loaded.get(parent_key) is False:
@@ -497,6 +507,9 @@ class _Job:
                 )
                 self._loaded(run.key, False)
                 return
+        self._submit_load(run)
+
+    def _submit_load(self, run: StoredRun) -> None:
         self.futures[self.load_pool.submit(self.orch.load_one, run)] = "load"
 
     def _loaded(self, key: Key, ok: bool) -> None:
