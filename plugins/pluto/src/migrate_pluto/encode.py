@@ -46,7 +46,8 @@ def _joined(lines: pa.Array) -> bytes:
     if isinstance(lines, pa.ChunkedArray):
         return b"".join(_joined(chunk) for chunk in lines.chunks)
     offsets = np.frombuffer(lines.buffers()[1], dtype=np.int32)[lines.offset : lines.offset + len(lines) + 1]
-    return lines.buffers()[2].to_pybytes()[int(offsets[0]) : int(offsets[-1])]
+    start, end = int(offsets[0]), int(offsets[-1])
+    return lines.buffers()[2].slice(start, end - start).to_pybytes()
 
 
 def data_lines(name: str, data_type: str, steps: Sequence[int], times: Sequence[int],

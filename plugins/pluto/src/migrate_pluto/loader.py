@@ -412,23 +412,39 @@ class RunLoader:
             self._send("metrics", b"".join(pending), "metrics ingest")
 
     def _track_steps(self, name: str, steps: np.ndarray) -> None:
+        """Remember a series' steps for the duplicate count, compactly: an evenly spaced chunk (the usual
+        case) is kept as (start, stride, count), anything else as its array."""
         if steps.size == 0:
             return
-        self._series_steps.setdefault(name, []).append(steps)
-        ordered = bool(np.all(steps[1:] > steps[:-1])) and int(steps[0]) > self._series_last.get(name, -1)
+        diffs = np.diff(steps.astype(np.int64))
+        if steps.size == 1 or bool(np.all(diffs == diffs[0])):
+            stride = int(diffs[0]) if steps.size > 1 else 0
+            self._series_steps.setdefault(name, []).append((int(steps[0]), stride, int(steps.size)))
+        else:
+            self._series_steps.setdefault(name, []).append(steps.copy())
+        ordered = bool(np.all(diffs > 0)) and int(steps[0]) > self._series_last.get(name, -1)
         self._series_sorted[name] = self._series_sorted.get(name, True) and ordered
         self._series_last[name] = max(self._series_last.get(name, -1), int(steps.max()))
 
     def _count_series(self) -> None:
         series: dict[str, Any] = {}
         for name, chunks in self._series_steps.items():
-            steps = np.concatenate(chunks)
-            unique = steps.size if self._series_sorted.get(name) else int(np.unique(steps).size)
-            if steps.size > unique:
+            rows = sum(c[2] if isinstance(c, tuple) else c.size for c in chunks)
+            ends = [v for c in chunks for v in ((c[0], c[0] + c[1] * (c[2] - 1)) if isinstance(c, tuple)
+                                                 else (int(c.min()), int(c.max())))]
+            if self._series_sorted.get(name):
+                unique = rows
+            else:
+                steps = np.concatenate([np.arange(c[0], c[0] + c[1] * c[2], c[1], dtype=np.int64) if
+                                        isinstance(c, tuple) and c[1] else
+                                        np.full(c[2], c[0], dtype=np.int64) if isinstance(c, tuple) else
+                                        c.astype(np.int64) for c in chunks])
+                unique = int(np.unique(steps).size)
+            if rows > unique:
                 self.ctx.report.lost("float_series points sharing a step with another point of the series "
-                                     "(Pluto keeps one value per step)", steps.size - unique)
-            series[name] = {"points": unique, "rows": int(steps.size), "step_min": int(steps.min()),
-                            "step_max": int(steps.max()), "sorted": bool(self._series_sorted.get(name))}
+                                     "(Pluto keeps one value per step)", rows - unique)
+            series[name] = {"points": unique, "rows": rows, "step_min": min(ends), "step_max": max(ends),
+                            "sorted": bool(self._series_sorted.get(name))}
         self._series_steps.clear()
         self.state.counts["metrics"] = series
 

@@ -23,10 +23,10 @@ class PlutoConfig(PluginConfig):
     retries: int = Field(8, ge=0, description="Retries of a request on 5xx, 429, 408 and connection errors.")
     backoff: float = Field(1.0, ge=0, description="First retry delay in seconds; doubles per attempt, with jitter.")
     backoff_max: float = Field(60.0, ge=0, description="Longest delay between retries (Retry-After is honoured up to 10 min).")
-    request_points: int = Field(100_000, ge=1, description="Metric points per ingest request.")
+    request_points: int = Field(50_000, ge=1, description="Metric points per ingest request.")
     request_bytes: int = Field(8 << 20, ge=1, description="Target body size of data/log ingest requests.")
     heartbeat: float = Field(30.0, gt=0, description="Seconds between heartbeats while a run loads (reaper: 150 s).")
     max_config_string: int = Field(
         65_536, ge=1, description="String parameters longer than this go to a file instead of the run config."
     )
-    read_batch_rows: int = Field(262_144, ge=1, description="Rows per batch read from storage.")
+    read_batch_rows: int = Field(65_536, ge=1, description="Rows per batch read from storage.")
