@@ -1,31 +1,28 @@
-"""neptune3 source: Neptune 3.x servers read through neptune-query.
+"""neptune3 source: Neptune 3.x servers read through neptune-query (unmodified).
 
-Registered so that `plugins list`, config validation and `--help` know it; the export itself is
-tracked in issue 4 and raises a clear error until it lands.
+Only the registration lives here: neptune-query is imported inside the factory, so `migrate --help` and
+`migrate plugins list` stay fast. See docs/neptune3.md.
 """
 
 from __future__ import annotations
 
-from migrate_core import PluginConfig, SourceSpec, hookimpl
-from migrate_core.errors import PluginError
-from pydantic import Field
+from migrate_core import SourceSpec, hookimpl
+
+from .config import Neptune3Config
 
 __version__ = "0.1.0"
 
 
-class Neptune3Config(PluginConfig):
-    """`[source.neptune3]`."""
-
-    projects: list[str] = Field(default_factory=list, description="Projects (workspace/project) to export.")
-    api_token_env: str = Field("NEPTUNE_API_TOKEN", description="Env var holding the API token (never the token).")
-
-
 def _make(config: Neptune3Config):
-    raise PluginError("the neptune3 source is not available yet in this release (issue 4); "
-                      "neptune-exporter dumps already load with `migrate load`")
+    from .source import Neptune3Source
+
+    return Neptune3Source(config)
 
 
 @hookimpl
 def migrate_register_sources() -> list[SourceSpec]:
-    return [SourceSpec(name="neptune3", description="Neptune 3.x through neptune-query (not yet available)",
+    return [SourceSpec(name="neptune3", description="Neptune 3.x through neptune-query",
                        factory=_make, config_model=Neptune3Config)]
+
+
+__all__ = ["Neptune3Config", "__version__", "migrate_register_sources"]

@@ -1,0 +1,260 @@
+"""The one place that touches neptune-query: its authenticated HTTP client and its page fetchers.
+
+We use neptune-query's *page* functions (one request each, with its retry and auth handling) rather than its
+public `fetch_*` functions, because those build whole pandas frames (runs x steps x attributes) in memory and
+label runs by `sys/custom_run_id` only. The page functions exist with the same signatures in 1.7 and 1.14;
+this module is the compatibility seam if a later version moves them.
+
+Every neptune-query error is translated here into one of our errors with a one-line message; the token is
+never part of a message.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from neptune_query import exceptions as nq_exc
+from neptune_query.internal import client as nq_client
+from neptune_query.internal.context import Context
+from neptune_query.internal.retrieval import attribute_definitions as nq_defs
+from neptune_query.internal.retrieval import attribute_values as nq_values
+from neptune_query.internal.retrieval import files as nq_files
+from neptune_query.internal.retrieval import metrics as nq_metrics
+from neptune_query.internal.retrieval import search as nq_search
+from neptune_query.internal.retrieval import series as nq_series
+
+from .errors import AuthError, Neptune3Error, ProjectError
+
+T = TypeVar("T")
+DEFAULT_RETRY_BUDGET = 300
+RETRY_ENV = "NEPTUNE_QUERY_RETRY_SOFT_TIMEOUT"
+RETRY_HARD_ENV = "NEPTUNE_QUERY_RETRY_HARD_TIMEOUT"
+
+try:  # neptune-query's version, for the manifest and messages
+    from importlib.metadata import version as _dist_version
+
+    NQ_VERSION = _dist_version("neptune-query")
+except Exception:  # pragma: no cover
+    NQ_VERSION = "unknown"
+
+
+def check_token(token: str, env: str) -> None:
+    """Fail early, and clearly, on a token that cannot be a Neptune API token (never echoing it)."""
+    try:
+        payload = json.loads(base64.b64decode(token.encode("ascii"), validate=False).decode("utf-8"))
+    except (binascii.Error, UnicodeError, ValueError):
+        raise AuthError(f"${env} does not hold a Neptune API token (expected base64 JSON); "
+                        "copy the token from your Neptune 3.x user menu") from None
+    if not isinstance(payload, dict) or "api_key" not in payload:
+        raise AuthError(f"${env} does not hold a Neptune API token (no api_key in it)")
+    url = payload.get("api_url") or payload.get("api_address")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise AuthError(f"the API token in ${env} names no server URL (api_url); it is not a Neptune 3.x token")
+
+
+def set_retry_budget(seconds: float | None) -> float:
+    """neptune-query reads its retry budgets from the environment at every request: set them for this process.
+
+    An explicit `retry_budget` wins; otherwise a budget the user exported is kept; otherwise 300 s (the
+    client's own default is 30 min, which looks like a hang).
+    """
+    if seconds is None:
+        current = os.environ.get(RETRY_ENV)
+        if current:
+            try:
+                return float(current)
+            except ValueError:
+                pass
+        seconds = DEFAULT_RETRY_BUDGET
+    os.environ[RETRY_ENV] = str(int(max(1, round(seconds))))
+    os.environ[RETRY_HARD_ENV] = str(int(max(30, round(seconds * 2))))
+    return float(seconds)
+
+
+@dataclass
+class RetryCounter:
+    """Counts neptune-query's retries (it logs "Backing off ..." before each) so progress can show them."""
+
+    count: int = 0
+
+    def install(self) -> None:
+        import logging
+
+        from neptune_query.internal.logger import get_logger
+
+        counter = self
+        logger = get_logger()
+        floor = logger.getEffectiveLevel()
+
+        class _Filter(logging.Filter):
+            def filter(self, record: logging.LogRecord) -> bool:
+                if record.getMessage().startswith("Backing off Neptune API request"):
+                    counter.count += 1
+                    return False  # counted and surfaced by us, not printed
+                return record.levelno >= floor  # nothing more is printed than before
+
+        logger.addFilter(_Filter())
+        if floor > logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+class Neptune3Client:
+    """neptune-query's HTTP client for one token, and typed page calls with our error translation."""
+
+    def __init__(self, token: str, token_env: str) -> None:
+        self.token_env = token_env
+        self._token = token
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self.requests = 0
+
+    @property
+    def http(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = self._call("sign-in", lambda: nq_client.get_client(Context(api_token=self._token)))
+        return self._client
+
+    # ---------------------------------------------------------------------------------------- errors
+
+    def _call(self, what: str, fn: Callable[[], T], project: str | None = None) -> T:
+        self.requests += 1
+        try:
+            return fn()
+        except nq_exc.NeptuneInvalidCredentialsError:
+            raise AuthError(f"Neptune rejected the API token in ${self.token_env}") from None
+        except nq_exc.NeptuneProjectInaccessible:
+            raise ProjectError(f"Neptune project {project!r} is not accessible with the token in "
+                               f"${self.token_env}") from None
+        except nq_exc.NeptuneUnexpectedResponseError as exc:
+            raise self._unexpected(what, exc, project) from None
+        except nq_exc.NeptuneRetryError as exc:
+            raise Neptune3Error(f"Neptune {what} kept failing until the retry budget ran out "
+                                f"({_one_line(exc)}); raise source.neptune3.retry_budget or retry later") from None
+        except nq_exc.NeptuneError as exc:
+            raise Neptune3Error(f"Neptune {what} failed: {_one_line(exc)}") from None
+        except ValueError as exc:
+            if "API token" in str(exc) or "api_token" in str(exc):
+                raise AuthError(f"no usable Neptune API token in ${self.token_env}") from None
+            raise
+
+    def _unexpected(self, what: str, exc: Any, project: str | None) -> Exception:
+        status = getattr(exc, "status_code", None)
+        body = _body_text(getattr(exc, "content", b""))
+        if status == 401:
+            return AuthError(f"Neptune answered HTTP 401 to {what}: the API token in ${self.token_env} "
+                             "expired or was revoked")
+        if status == 404 and what == "runs search":
+            if "project" in body.lower():
+                return ProjectError(f"Neptune project {project!r} not found or not visible to the token in "
+                                    f"${self.token_env}")
+            return AuthError(f"the server behind the token in ${self.token_env} does not speak the Neptune 3.x "
+                             "API (no runs search endpoint): it is probably a Neptune 2.x token; "
+                             "use --source neptune2")
+        if status in (400, 404) and what == "sign-in":
+            return AuthError(f"the token in ${self.token_env} could not be exchanged (HTTP {status}); "
+                             "is it a Neptune 3.x token?")
+        return Neptune3Error(f"Neptune {what} answered HTTP {status}" + (f": {body[:300]}" if body else ""))
+
+    # ---------------------------------------------------------------------------------------- calls
+
+    def search_runs(self, project: str, query: str | None, attributes: list[str], page: int) -> Iterator[Any]:
+        """Entries (ProtoAttributesDTO) of the project's runs matching `query`, oldest first, paged by offset."""
+        http = self.http
+        offset = 0
+        while True:
+            params: dict[str, Any] = {
+                "attributeFilters": [{"path": name} for name in attributes],
+                "pagination": {"limit": page, "offset": offset},
+                "experimentLeader": False,
+                "sorting": {"dir": "ascending", "sortBy": {"name": "sys/creation_time", "type": "datetime"}},
+            }
+            if query:
+                params["query"] = {"query": query}
+            dto = self._call("runs search", lambda p=params: nq_search._fetch_sys_attrs_page(
+                http, p, project_identifier=project), project)
+            yield from dto.entries
+            if len(dto.entries) < page:
+                return
+            offset += page
+
+    def attribute_definitions(self, project: str, sys_id: str) -> list[tuple[str, str]]:
+        """(name, wire type) of every attribute of one run, paged by token."""
+        http = self.http
+        out: list[tuple[str, str]] = []
+        params: dict[str, Any] = {
+            "projectIdentifiers": [project],
+            "experimentIdsFilter": [f"{project}/{sys_id}"],
+            "attributeNameFilter": {},
+            "nextPage": {"limit": 10_000},
+        }
+        while True:
+            dto = self._call("attribute definitions", lambda p=params: nq_defs._fetch_attribute_definitions_page(
+                http, p), project)
+            out.extend((e.name, str(getattr(e.type, "value", e.type))) for e in dto.entries)
+            token = getattr(dto.next_page, "next_page_token", None) if dto.next_page else None
+            if not token or not isinstance(token, str) or len(dto.entries) < 10_000:
+                return out
+            params = {**params, "nextPage": {"limit": 10_000, "nextPageToken": token}}
+
+    def attribute_values(self, project: str, sys_id: str, names: list[str], limit: int) -> Iterator[Any]:
+        """ProtoAttributeDTO values of the named attributes of one run."""
+        http = self.http
+        params: dict[str, Any] = {
+            "experimentIdsFilter": [f"{project}/{sys_id}"],
+            "attributeNamesFilter": names,
+            "nextPage": {"limit": limit},
+        }
+        while True:
+            dto = self._call("attribute values", lambda p=params: nq_values._fetch_attribute_values_page(
+                http, p, project_identifier=project), project)
+            for entry in dto.entries:
+                yield from entry.attributes
+            token = dto.nextPage.nextPageToken
+            if not token:
+                return
+            params = {**params, "nextPage": {"limit": limit, "nextPageToken": token}}
+
+    def float_series_page(self, params: dict[str, Any]) -> Any:
+        return self._call("float series read", lambda: nq_metrics._fetch_metrics_page(self.http, params))
+
+    def series_page(self, params: dict[str, Any]) -> Any:
+        return self._call("series read", lambda: nq_series._fetch_series_page(self.http, params))
+
+    def signed_urls(self, project: str, paths: list[str]) -> list[Any]:
+        refs = [_FileRef(path=p, project_identifier=project) for p in paths]
+        return self._call("file signing", lambda: nq_files.fetch_signed_urls(self.http, refs, "read"), project)
+
+    def download(self, signed: Any, target: Any) -> Any:
+        """Download one signed file to `target`; None when the storage answers 404 (the file is gone)."""
+        return self._call("file download", lambda: nq_files.download_file_complete(self.http, signed, target))
+
+
+@dataclass(frozen=True)
+class _FileRef:
+    path: str
+    project_identifier: str
+
+
+def _body_text(content: Any) -> str:
+    if isinstance(content, bytes):
+        content = content.decode("utf-8", "replace")
+    text = str(content or "")
+    try:
+        data = json.loads(text)
+        if isinstance(data, dict):
+            text = str(data.get("message") or data.get("title") or data.get("errorType") or text)
+    except ValueError:
+        pass
+    return " ".join(text.split())
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]

@@ -1,0 +1,354 @@
+"""The neptune3 source: list runs with one paged search, export each run attribute class by class.
+
+Request budget per run: definitions (1 per 10k attributes), parameter values (1 per `max_attribute_values`
+names or 50 kB of names), float series (1 per `series_per_request` series per `page_points` points), other
+series (1 per group per server page), files (1 signing call per 100 files plus one GET per file), and one
+final search to make sure the run was not deleted while it was being read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from migrate_core.api import RunContext, RunWriter, Selection, Source, SourceRun
+from migrate_core.errors import Cancelled, UsageError
+from migrate_core.format import make_batch, steps_from_float, timestamps_ms
+
+from . import __version__
+from .atoms import CLASS_OF, PARAMETER_TYPES, file_ref, parameter_batch
+from .client import NQ_VERSION, Neptune3Client, RetryCounter, check_token, set_retry_budget
+from .config import Neptune3Config
+from .errors import AttributeFetchError, AuthError, Neptune3Error, ProjectError, RunGone
+from .pipeline import Emit, run_ordered
+from .series import float_batches, float_pages, histogram_batch, series_pages, string_batch
+
+LIST_ATTRIBUTES = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/forking/parent",
+                   "sys/forking/step", "sys/archived"]
+NAME_BYTES_PER_REQUEST = 50_000
+FILES_PER_SIGNING = 100
+_RETRIES = RetryCounter()
+_RETRIES_INSTALLED = threading.Lock()
+
+
+class Neptune3Source(Source):
+    name = "neptune3"
+    version = __version__
+
+    def __init__(self, config: Neptune3Config, client: Neptune3Client | None = None) -> None:
+        self.config = config
+        self._client = client
+        self._client_lock = threading.Lock()
+        self.retry_budget = set_retry_budget(config.retry_budget)
+        with _RETRIES_INSTALLED:
+            if not getattr(_RETRIES, "installed", False):
+                _RETRIES.install()
+                _RETRIES.installed = True  # type: ignore[attr-defined]
+
+    # ------------------------------------------------------------------------------------------ setup
+
+    @property
+    def client(self) -> Neptune3Client:
+        with self._client_lock:
+            if self._client is None:
+                env = self.config.api_token_env
+                token = os.environ.get(env, "").strip()
+                if not token:
+                    raise AuthError(f"no Neptune API token: set ${env} (or point source.neptune3.api_token_env "
+                                    "at the variable that holds it)")
+                check_token(token, env)
+                self._client = Neptune3Client(token, env)
+            return self._client
+
+    @property
+    def retries(self) -> int:
+        """Requests neptune-query retried in this process (5xx, 429, dropped connections)."""
+        return _RETRIES.count
+
+    def _project_ids(self, selection: Selection) -> list[str]:
+        if selection.projects:
+            names = list(selection.projects)
+        elif self.config.projects:
+            names = list(self.config.projects)
+        else:
+            names = list(self.config.workspace_projects)
+            if self.config.include:
+                names = [n for n in names if any(re.search(p, n) for p in self.config.include)]
+            names = [n for n in names if not any(re.search(p, n) for p in self.config.exclude)]
+            if not names and not self.config.workspace_projects:
+                raise UsageError("no Neptune project selected: pass -p workspace/project, or set "
+                                 "source.neptune3.projects")
+        for name in names:
+            if name.count("/") != 1 or not all(name.split("/")):
+                raise ProjectError(f"project {name!r} is not of the form workspace/project")
+        return list(dict.fromkeys(names))
+
+    # ------------------------------------------------------------------------------------------ listing
+
+    def _query(self, selection: Selection) -> str | None:
+        parts = []
+        if self.config.archived == "exclude":
+            parts.append('`sys/archived`:bool != "True"')
+        elif self.config.archived == "only":
+            parts.append('`sys/archived`:bool == "True"')
+        for op, value in ((">=", selection.modified_since), ("<", selection.modified_until)):
+            if value is not None:
+                stamp = value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+                parts.append(f'`sys/modification_time`:datetime {op} "{stamp}"')
+        return " AND ".join(f"({p})" for p in parts) or None
+
+    def list_runs(self, selection: Selection) -> Iterator[SourceRun]:
+        names = [n for n in self._project_ids(selection) if selection.wants_project(n)]
+        query = self._query(selection)
+        client = self.client
+        # read the first page of every project first, so a bad project fails before any run moves
+        heads = [(name, client.search_runs(name, query, LIST_ATTRIBUTES, self.config.runs_page_size)) for name in names]
+        firsts = [(name, it, next(it, None)) for name, it in heads]
+        for name, entries, first in firsts:
+            if first is None:
+                continue
+            for entry in _chain(first, entries):
+                run = self._source_run(name, entry)
+                if run is not None and (selection.wants_run(run.run_id) or selection.wants_run(run.info["sys_id"])):
+                    yield run
+
+    def _source_run(self, project: str, entry: Any) -> SourceRun | None:
+        attrs = {a.name: a for a in entry.attributes}
+        sys_id = _string(attrs.get("sys/id"))
+        if not sys_id:
+            return None
+        custom = _string(attrs.get("sys/custom_run_id"))
+        modified = attrs.get("sys/modification_time")
+        mod_time = (datetime.fromtimestamp(modified.datetime_properties.value / 1000, tz=UTC)
+                    if modified is not None and modified.HasField("datetime_properties") else None)
+        parent = _string(attrs.get("sys/forking/parent")) or None
+        step = attrs.get("sys/forking/step")
+        info: dict[str, Any] = {
+            "sys_id": sys_id,
+            "run_id_from": "sys/custom_run_id" if custom else "sys/id",
+            "neptune_query": NQ_VERSION,
+        }
+        if parent:
+            info["fork_step"] = step.float_properties.value if step is not None and step.HasField(
+                "float_properties") else None
+            info["lineage"] = "materialised" if self.config.materialise_lineage else "own points only"
+        return SourceRun(project_id=project, run_id=custom or sys_id, parent_run_id=parent,
+                         modification_time=mod_time, info=info)
+
+    # ------------------------------------------------------------------------------------------ export
+
+    def export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
+        client = self.client
+        sys_id = run.info.get("sys_id") or self._lookup(run)
+        definitions = client.attribute_definitions(run.project_id, sys_id)
+        if not definitions:
+            raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
+        classes = set(self.config.classes)
+        params, files, floats, others = [], [], [], []
+        for name, wire in definitions:
+            cls = CLASS_OF.get(wire)
+            if cls is None:
+                ctx.report.lost(f"attributes of type {wire!r} (unknown to the 3.x source)")
+                continue
+            if cls not in classes or not selection.wants_attribute(name):
+                continue
+            if wire in PARAMETER_TYPES:
+                params.append(name)
+            elif wire == "fileRef":
+                files.append(name)
+            elif wire == "floatSeries":
+                floats.append(name)
+            else:
+                others.append((name, wire))
+        out = _Output(writer, ctx)
+        retries_before = _RETRIES.count
+        with tempfile.TemporaryDirectory(prefix="migrate-neptune3-") as tmp:
+            downloader = _Downloader(client, run, out, Path(tmp), ctx)
+            self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader))
+            tasks: list[Callable[[Emit], None]] = []
+            size = self.config.series_per_request
+            for i in range(0, len(floats), size):
+                group = floats[i:i + size]
+                tasks.append(self._task(ctx, group, lambda emit, g=group: self._floats(run, sys_id, g, emit, ctx)))
+            for wire in ("stringSeries", "histogramSeries", "fileRefSeries"):
+                names = [n for n, w in others if w == wire]
+                for i in range(0, len(names), size):
+                    group = names[i:i + size]
+                    tasks.append(self._task(ctx, group, lambda emit, g=group, w=wire: self._series(
+                        run, sys_id, g, w, emit, ctx, downloader)))
+            run_ordered(tasks, out.write, workers=self.config.attribute_workers, cancelled=lambda: ctx.cancelled)
+        if _RETRIES.count > retries_before:
+            ctx.report.note(f"neptune-query retried {_RETRIES.count - retries_before} requests while this run "
+                            "was exported (all workers)")
+        if not client.attribute_definitions(run.project_id, sys_id):
+            raise RunGone(f"run {run.run_id} was deleted while it was being exported")
+
+    def _lookup(self, run: SourceRun) -> str:
+        for field in ("sys/custom_run_id", "sys/id"):
+            query = f'`{field}`:string == "{_nql_string(run.run_id)}"'
+            for entry in self.client.search_runs(run.project_id, query, ["sys/id"], 2):
+                return _string({a.name: a for a in entry.attributes}.get("sys/id"))
+        raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
+
+    def _task(self, ctx: RunContext, names: list[str], work: Callable[[Emit], None]) -> Callable[[Emit], None]:
+        return lambda emit: self._guarded(ctx, names, lambda: work(emit))
+
+    def _guarded(self, ctx: RunContext, names: list[str], work: Callable[[], None]) -> None:
+        """One attribute group's export; a failure fails the run unless the user chose to skip and count it."""
+        if not names:
+            return
+        ctx.check_cancelled()
+        try:
+            work()
+        except (Cancelled, AuthError, RunGone, ProjectError):
+            raise
+        except (Neptune3Error, ValueError, OSError) as exc:
+            label = names[0] if len(names) == 1 else f"{names[0]} (and {len(names) - 1} more in its request)"
+            if not self.config.skip_failed_attributes:
+                raise AttributeFetchError(f"attribute {label!r} could not be read: {exc}") from exc
+            ctx.report.lost("attributes that failed to fetch", len(names))
+            ctx.report.note(f"{label}: {' '.join(str(exc).split())[:300]}")
+
+    def _atoms(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], out: _Output,
+               downloader: _Downloader) -> None:
+        for chunk in _name_chunks(params + files, self.config.max_attribute_values):
+            attributes = list(self.client.attribute_values(run.project_id, sys_id, chunk,
+                                                           self.config.max_attribute_values))
+            out.ctx.check_cancelled()
+            batch = parameter_batch(run.project_id, run.run_id, attributes)
+            if batch is not None:
+                out.write(batch)
+            refs = [(a.name, file_ref(a)) for a in attributes if a.type == "fileRef"]
+            stored = downloader.fetch([(name, ref) for name, ref in refs if ref is not None])
+            rows = [(name, path) for (name, _ref), path in zip(refs, stored, strict=True) if path is not None]
+            for name, path in rows:
+                out.write(make_batch(run.project_id, run.run_id, name, "file", 1, file_value=[{"path": path}]))
+
+    def _floats(self, run: SourceRun, sys_id: str, names: list[str], out: Emit, ctx: RunContext) -> None:
+        lost = 0
+        for page in float_pages(self.client, run.project_id, sys_id, names,
+                                lineage=self.config.materialise_lineage, page_points=self.config.page_points):
+            ctx.check_cancelled()
+            batches, skipped = float_batches(run.project_id, run.run_id, page, self.config.previews)
+            lost += skipped
+            for batch in batches:
+                out.write(batch)
+        ctx.report.lost("metric preview points (set source.neptune3.previews=true to export them)", lost)
+
+    def _series(self, run: SourceRun, sys_id: str, names: list[str], wire: str, out: Emit, ctx: RunContext,
+                downloader: _Downloader) -> None:
+        for path, values in series_pages(self.client, run.project_id, sys_id, names,
+                                         lineage=self.config.materialise_lineage):
+            ctx.check_cancelled()
+            if wire == "stringSeries":
+                out.write(string_batch(run.project_id, run.run_id, path, values))
+            elif wire == "histogramSeries":
+                out.write(histogram_batch(run.project_id, run.run_id, path, values))
+            else:
+                self._file_series(run, path, values, out, downloader)
+
+    def _file_series(self, run: SourceRun, path: str, values: Any, out: Emit, downloader: _Downloader) -> None:
+        refs = [(path, (v.object.fileRef.path, int(v.object.fileRef.sizeBytes), v.object.fileRef.mimeType))
+                for v in values]
+        stored = downloader.fetch(refs)
+        keep = np.array([p is not None for p in stored], dtype=bool)
+        if not keep.any():
+            return
+        steps = np.fromiter((v.step for v in values), np.float64, len(values))[keep]
+        stamps = np.fromiter((v.timestamp_millis for v in values), np.int64, len(values))[keep]
+        paths = [{"path": p} for p in stored if p is not None]
+        out.write(make_batch(run.project_id, run.run_id, path, "file_series", len(paths),
+                             step=steps_from_float(steps), timestamp=timestamps_ms(stamps), file_value=paths))
+
+
+class _Output:
+    """The run's writer shared by attribute workers: one write at a time, counted once."""
+
+    def __init__(self, writer: RunWriter, ctx: RunContext) -> None:
+        self.writer = writer
+        self.ctx = ctx
+        self.lock = threading.Lock()
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        with self.lock:
+            self.writer.write(batch)
+        self.ctx.report.add(rows=batch.num_rows)
+        self.ctx.progress(batch.num_rows)
+
+    def write_file(self, attribute: str, name: str, data: Path) -> str:
+        with self.lock:
+            return self.writer.write_file(attribute, name, data)
+
+
+class _Downloader:
+    """Signs and downloads file refs in batches; returns the stored `file_value.path` (None if gone)."""
+
+    def __init__(self, client: Neptune3Client, run: SourceRun, out: _Output, tmp: Path, ctx: RunContext) -> None:
+        self.client, self.run, self.out, self.tmp, self.ctx = client, run, out, tmp, ctx
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def fetch(self, refs: list[tuple[str, tuple[str, int, str]]]) -> list[str | None]:
+        out: list[str | None] = []
+        for i in range(0, len(refs), FILES_PER_SIGNING):
+            chunk = refs[i:i + FILES_PER_SIGNING]
+            signed = self.client.signed_urls(self.run.project_id, [ref[0] for _, ref in chunk])
+            for (attribute, (path, _size, _mime)), sig in zip(chunk, signed, strict=True):
+                self.ctx.check_cancelled()
+                out.append(self._one(attribute, path, sig))
+        return out
+
+    def _one(self, attribute: str, path: str, signed: Any) -> str | None:
+        with self._lock:
+            self._n += 1
+            target = self.tmp / f"f{self._n}"
+        try:
+            got = self.client.download(signed, target)
+            if got is None:
+                self.ctx.report.lost("files missing from the server's storage (HTTP 404)")
+                self.ctx.report.note(f"{attribute}: file {PurePosixPath(path).name!r} is gone from storage")
+                return None
+            size = target.stat().st_size
+            stored = self.out.write_file(attribute, PurePosixPath(path).name or "file", target)
+            self.ctx.report.add(files=1, bytes=size)
+            return stored
+        finally:
+            target.unlink(missing_ok=True)
+
+
+def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
+    yield first
+    yield from rest
+
+
+def _string(attr: Any) -> str:
+    if attr is None or not attr.HasField("string_properties"):
+        return ""
+    return str(attr.string_properties.value)
+
+
+def _nql_string(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _name_chunks(names: list[str], limit: int) -> Iterator[list[str]]:
+    """Name lists that keep each request under ~50 kB (attribute paths may be up to 1 kB each)."""
+    chunk: list[str] = []
+    size = 0
+    for name in names:
+        cost = len(name.encode("utf-8")) + 4
+        if chunk and (len(chunk) >= limit or size + cost > NAME_BYTES_PER_REQUEST):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(name)
+        size += cost
+    if chunk:
+        yield chunk
