@@ -70,3 +70,27 @@ def test_hundred_thousand_point_series_in_bounded_batches(fake_neptune2: FakeNep
     assert units.tolist() == [0, 500_000, 1_000_000, 1_500_000, 2_000_000]
     assert max(chunk.num_rows for chunk in loss.to_batches()) <= 20_000  # one batch per 20k points, not 100k
     source.close()
+
+
+def test_non_finite_values_sent_as_strings_are_kept(fake_neptune2: FakeNeptune2Server, tmp_path, monkeypatch):
+    """Some servers write NaN/Infinity as JSON strings; the slow path casts them instead of failing."""
+    from tests.fakes.neptune2 import server as fake_server
+
+    original = fake_server._series_page
+
+    def stringly(s, sl):
+        page = original(s, sl)
+        for point in page["values"]:
+            if point["value"] != point["value"] or abs(point["value"]) == float("inf"):
+                point["value"] = {float("inf"): "Infinity", float("-inf"): "-Infinity"}.get(point["value"], "NaN")
+        return page
+
+    monkeypatch.setattr(fake_server, "_series_page", stringly)
+    fake_neptune2.add_run("ws/proj", float_series={"m": [1.0, float("nan"), float("inf"), float("-inf")]})
+    source = make_source()
+    storage = MemoryStorage(tmp_path)
+    export_into(storage, source)
+    table = storage.runs[("ws/proj", "PROJ-1")][0]
+    got = table.filter(pa.compute.equal(table["attribute_path"], "m"))["float_value"].to_numpy()
+    np.testing.assert_array_equal(got, [1.0, np.nan, np.inf, -np.inf])
+    source.close()

@@ -75,7 +75,7 @@ class RateLimiter:
                     return
             if cancelled is not None and cancelled():
                 return
-            time.sleep(min(wait, 0.25))
+            time.sleep(max(0.001, min(wait, 0.25)))
 
     def pause(self, seconds: float) -> None:
         with self.lock:

@@ -47,10 +47,7 @@ def read_series(
         total = int(data.get("totalItemCount") or 0)
         values = data.get("values") or []
         if values:
-            try:
-                page = pa.array(values, type=point_type)
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-                raise AttributeFetchError(f"{path}: unexpected point format from {op}: {exc}") from None
+            page = _page(values, point_type, kind, path, op)
             pending.append(page)
             pending_rows += len(page)
             offset += len(page)
@@ -62,6 +59,25 @@ def read_series(
             break
     if offset != total:
         raise AttributeFetchError(f"{path}: the server announced {total} points but served {offset}")
+
+
+def _page(values: list, point_type: pa.StructType, kind: str, path: str, op: str) -> pa.StructArray:
+    """JSON points -> struct array in C++; servers that send non-finite floats as strings ("NaN") take a
+    slower path that casts the values column (Arrow parses NaN/Infinity/-Infinity)."""
+    try:
+        return pa.array(values, type=point_type)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        if kind != "float_series":
+            raise AttributeFetchError(f"{path}: unexpected point format from {op}: {exc}") from None
+    loose = pa.struct([("timestampMillis", pa.int64()), ("step", pa.float64()), ("value", pa.string())])
+    try:
+        raw = pa.array([{**v, "value": None if v.get("value") is None else str(v["value"])} for v in values],
+                       type=loose)
+        value = raw.field("value").cast(pa.float64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise AttributeFetchError(f"{path}: unexpected point format from {op}: {exc}") from None
+    return pa.StructArray.from_arrays([raw.field("timestampMillis"), raw.field("step"), value],
+                                      fields=list(point_type))
 
 
 def series_batch(project_id: str, run_id: str, path: str, kind: str, points: pa.StructArray) -> pa.RecordBatch:
