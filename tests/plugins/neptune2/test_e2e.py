@@ -144,19 +144,25 @@ def test_request_budget_per_run(migrate, fake_neptune2: FakeNeptune2Server):
     assert data_ops["getFloatSeriesValues"] == 40 and data_ops["getStringSeriesValues"] == 20
 
 
-def test_refresh_decision_uses_modification_time(declared, fake_neptune2):
+def test_refresh_flags_runs_modified_since_their_export(migrate, declared, fake_neptune2, tmp_path):
+    from datetime import timedelta
+
     from migrate_core.api import Selection
 
     from tests.plugins.neptune2.conftest import make_source
 
+    assert migrate("export", "--source", "neptune2", "-p", "ws/proj", *FAST_SET).code == 0
+    storage, stored = stored_tables(tmp_path)
+    run_one = fake_neptune2.container("ws/proj", "PROJ-1")
+    later = run_one.attrs["sys/modification_time"] + timedelta(hours=1)
+    fake_neptune2.set_attr(run_one, "sys/modification_time", later)
     source = make_source(refresh=True)
-    run = next(r for r in source.list_runs(Selection()) if r.run_id == "PROJ-1")
-    exported = {"source": {"modification_time": run.modification_time.isoformat()}}
-    assert not source.is_stale(run, exported)
-    older = {"source": {"modification_time": "2020-01-01T00:00:00+00:00"}}
-    assert source.is_stale(run, older)
-    assert not make_source().is_stale(run, older)  # only with refresh
+    stale = {r.run_id: source.is_stale(r, stored[r.run_id].manifest) for r in source.list_runs(Selection())}
+    assert stale == {"PROJ-1": True, "PROJ-2": False}
+    plain_source = make_source()
+    assert not any(plain_source.is_stale(r, stored[r.run_id].manifest) for r in plain_source.list_runs(Selection()))
     source.close()
+    plain_source.close()
 
 
 def test_run_into_pluto_then_verify(migrate, declared, fake_neptune2, fake_pluto, tmp_path, monkeypatch):
