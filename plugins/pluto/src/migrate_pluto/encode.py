@@ -27,6 +27,8 @@ def float_text(values: pa.Array) -> pa.Array:
         text = pc.if_else(pc.is_nan(values), pa.scalar("NaN"), text)
         text = pc.if_else(pc.equal(values, math.inf), pa.scalar("Infinity"), text)
         text = pc.if_else(pc.equal(values, -math.inf), pa.scalar("-Infinity"), text)
+    if pc.any(pc.equal(values, 0.0)).as_py():
+        text = pc.if_else(pc.equal(text, "-0"), pa.scalar("-0.0"), text)  # "-0" would parse as integer 0
     return text
 
 
