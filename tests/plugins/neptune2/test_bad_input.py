@@ -179,6 +179,8 @@ def test_5xx_storms_dropped_connections_and_429_are_ridden_out(migrate, declared
     srv.faults.add("getStringSeriesValues", "429", times=1, retry_after="17")
     srv.faults.add("getImageSeriesValue", "5xx", times=2)
     srv.faults.add("downloadFileSetZip", "5xx", times=1)
+    srv.faults.add("downloadAttribute", "token_expired", times=1)
+    srv.faults.add("listArtifactFiles", "slow", times=1, delay=0.2)
     result = export(migrate, "-p", "ws/proj", "--json")
     assert result.code == 0, result.err
     assert result.json()["stages"]["export"]["ok"] == 2

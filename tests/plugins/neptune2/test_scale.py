@@ -94,3 +94,38 @@ def test_non_finite_values_sent_as_strings_are_kept(fake_neptune2: FakeNeptune2S
     got = table.filter(pa.compute.equal(table["attribute_path"], "m"))["float_value"].to_numpy()
     np.testing.assert_array_equal(got, [1.0, np.nan, np.inf, -np.inf])
     source.close()
+
+
+@pytest.mark.parametrize("prefetch", [1, 3])
+def test_series_that_grows_while_read_is_read_to_its_end(fake_neptune2: FakeNeptune2Server, tmp_path, prefetch):
+    """A running run's series grows between pages: every point present at the last page is exported, in order."""
+    from tests.fakes.neptune2 import server as fake_server
+
+    n = 2_500
+    fake_neptune2.add_run("ws/proj", float_series={"m": (np.arange(n), np.arange(n, dtype=float))})
+    series = fake_neptune2.container("ws/proj", "PROJ-1").attrs["m"]
+    original = fake_server._series_page
+    grown = []
+
+    def growing(s, sl):
+        page = original(s, sl)
+        if not grown and sl.start >= 1000:  # after the first pages: 700 more points arrive
+            grown.append(True)
+            s.steps = np.arange(n + 700, dtype=np.float64)
+            s.values = np.arange(n + 700, dtype=np.float64)
+            s.timestamps = T0 + np.arange(n + 700, dtype=np.int64)
+        return page
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(fake_server, "_series_page", growing)
+    try:
+        source = make_source(series_prefetch=prefetch)
+        storage = MemoryStorage(tmp_path)
+        export_into(storage, source)
+    finally:
+        monkeypatch.undo()
+    table = storage.runs[("ws/proj", "PROJ-1")][0]
+    got = table.filter(pa.compute.equal(table["attribute_path"], "m"))["float_value"].to_numpy()
+    assert len(series) == n + 700
+    np.testing.assert_array_equal(got, np.arange(n + 700, dtype=float))
+    source.close()

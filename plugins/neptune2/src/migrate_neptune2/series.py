@@ -8,7 +8,10 @@ into naive *local* datetimes, which shifts every point by the machine's UTC offs
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pyarrow as pa
@@ -33,17 +36,20 @@ def read_series(
     page_size: int,
     batch_rows: int,
     cancelled: Callable[[], bool] | None = None,
+    prefetch: int = 1,
 ) -> Iterator[pa.StructArray]:
     """Yield the series' points as struct arrays of at most ~batch_rows points, in server order."""
     op = OPERATIONS[kind]
     point_type = _point_type(kind)
     pending: list[pa.Array] = []
     pending_rows = 0
-    offset = 0
-    total = None
-    while True:
-        data = client.json(op, {"experimentId": experiment_id, "attribute": path, "limit": page_size,
-                                "offset": offset}, cancelled=cancelled)
+    offset = total = 0
+
+    def fetch(at: int) -> dict:
+        return client.json(op, {"experimentId": experiment_id, "attribute": path, "limit": page_size,
+                                "offset": at}, cancelled=cancelled)
+
+    for data in _pages(fetch, page_size, prefetch):
         total = int(data.get("totalItemCount") or 0)
         values = data.get("values") or []
         if values:
@@ -51,14 +57,49 @@ def read_series(
             pending.append(page)
             pending_rows += len(page)
             offset += len(page)
-        done = not values or offset >= total
-        if pending and (done or pending_rows >= batch_rows):
+        if pending and pending_rows >= batch_rows:
             yield pa.concat_arrays(pending) if len(pending) > 1 else pending[0]
             pending, pending_rows = [], 0
-        if done:
-            break
+    if pending:
+        yield pa.concat_arrays(pending) if len(pending) > 1 else pending[0]
     if offset != total:
         raise AttributeFetchError(f"{path}: the server announced {total} points but served {offset}")
+
+
+def _pages(fetch: Callable[[int], dict], page_size: int, prefetch: int) -> Iterator[dict]:
+    """Pages in order. After the first page (which tells the total), up to `prefetch` pages are requested at
+    once; memory stays bounded by that window. If the series changes length meanwhile, the rest is read
+    one page after another until an empty page or the latest total."""
+    data = fetch(0)
+    yield data
+    offset = len(data.get("values") or [])
+    total = int(data.get("totalItemCount") or 0)
+    if prefetch > 1 and 0 < offset < total:
+        pool = ThreadPoolExecutor(prefetch, thread_name_prefix="neptune2-page")
+        try:
+            planned = iter(range(offset, total, page_size))
+            window: deque[tuple[int, Future]] = deque()
+            for at in itertools.islice(planned, prefetch):
+                window.append((at, pool.submit(fetch, at)))
+            while window:
+                at, future = window.popleft()
+                data = future.result()
+                got = len(data.get("values") or [])
+                yield data
+                offset = at + got
+                if got != min(page_size, total - at):
+                    break  # the series changed under us: finish sequentially from here
+                nxt = next(planned, None)
+                if nxt is not None:
+                    window.append((nxt, pool.submit(fetch, nxt)))
+            total = int(data.get("totalItemCount") or 0)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    while data.get("values") and offset < total:
+        data = fetch(offset)
+        yield data
+        offset += len(data.get("values") or [])
+        total = int(data.get("totalItemCount") or 0)
 
 
 def _page(values: list, point_type: pa.StructType, kind: str, path: str, op: str) -> pa.StructArray:

@@ -206,7 +206,7 @@ class Neptune2Source(Source):
         kind = SERIES_TYPES[attribute["type"]]
         path = attribute["name"]
         for points in read_series(client, uuid, path, kind, self.config.series_page_size, self.config.batch_rows,
-                                  cancelled=lambda: ctx.cancelled):
+                                  cancelled=lambda: ctx.cancelled, prefetch=self.config.series_prefetch):
             ctx.check_cancelled()
             self._write(writer, ctx, series_batch(run.project_id, run.run_id, path, kind, points))
 
