@@ -15,6 +15,7 @@ import base64
 import binascii
 import json
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,8 +147,11 @@ class Neptune3Client:
             raise
 
     def _unexpected(self, what: str, exc: Any, project: str | None) -> Exception:
-        status = getattr(exc, "status_code", None)
-        body = _body_text(getattr(exc, "content", b""))
+        # neptune-query keeps status and body only in the message text
+        found = re.search(r"Response status:\s*(\d+)", str(exc))
+        status = int(found.group(1)) if found else None
+        content = re.search(r"Response content:\s*(.*)", str(exc), re.S)
+        body = _body_text(content.group(1).strip() if content else "")
         if status == 401:
             return AuthError(f"Neptune answered HTTP 401 to {what}: the API token in ${self.token_env} "
                              "expired or was revoked")
