@@ -52,3 +52,36 @@ def test_retry_after_values():
     assert retry_after_seconds("0.5") == 0.5
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
     assert 0 <= retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") <= 0  # a date in the past: no wait
+
+
+def test_ordered_map_keeps_order_and_bounds_the_window():
+    import random
+    import time
+
+    from migrate_neptune2.ordered import ordered_map
+
+    in_flight = 0
+    peak = 0
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        nonlocal in_flight, peak
+        with lock:
+            in_flight += 1
+            peak = max(peak, in_flight)
+        time.sleep(random.random() / 500)
+        with lock:
+            in_flight -= 1
+        return i * i
+
+    assert list(ordered_map(work, range(200), 4)) == [i * i for i in range(200)]
+    assert peak <= 4
+    assert list(ordered_map(work, range(5), 1)) == [0, 1, 4, 9, 16]
+
+    def boom(i: int) -> int:
+        if i == 7:
+            raise ValueError("7")
+        return i
+
+    with pytest.raises(ValueError):
+        list(ordered_map(boom, range(100), 3))

@@ -46,7 +46,7 @@ class Neptune2Config(PluginConfig):
                                                        "jitter (a Retry-After from the server wins).")
     runs_page_size: int = Field(500, ge=1, le=10_000, description="Runs per runs-table page.")
     series_page_size: int = Field(1000, ge=1, description="Points per series request (the client uses 1000).")
-    series_prefetch: int = Field(4, ge=1, description="Series pages requested at once per series (1 = one after "
-                                                      "another); all share the rate limit.")
+    series_prefetch: int = Field(4, ge=1, description="Requests in flight per series: series pages and file-series "
+                                                      "elements (1 = one after another); all share the rate limit.")
     batch_rows: int = Field(100_000, ge=1000, description="Points per Arrow batch: bounds memory per series.")
     file_set_poll_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a file set ZIP.")

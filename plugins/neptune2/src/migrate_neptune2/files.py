@@ -26,17 +26,19 @@ from migrate_core.format import make_batch, steps_from_float, timestamps_ms
 
 from .client import Neptune2Client
 from .errors import AttributeFetchError, Neptune2Error
+from .ordered import ordered_map
 
 
 class FileExporter:
     def __init__(self, client: Neptune2Client, writer: RunWriter, ctx: RunContext, project_uuid: str,
-                 page_size: int, poll_timeout: float) -> None:
+                 page_size: int, poll_timeout: float, prefetch: int = 1) -> None:
         self.client = client
         self.writer = writer
         self.ctx = ctx
         self.project_uuid = project_uuid
         self.page_size = page_size
         self.poll_timeout = poll_timeout
+        self.prefetch = prefetch
         self.cancelled: Callable[[], bool] = lambda: ctx.cancelled
 
     def _store(self, path: str, name: str, handle: Any, size: int) -> dict[str, str]:
@@ -73,12 +75,14 @@ class FileExporter:
         unknown = np.array([s is None for s in steps], dtype=bool)
         if unknown.any():
             self.ctx.report.lost("file_series_step_unknown", int(unknown.sum()))
-        stored = []
-        for index in range(total):
+        def fetch(index: int):
             self.ctx.check_cancelled()
-            handle, size, disposition, content_type = self.client.download(
+            return index, self.client.download(
                 "getImageSeriesValue", {"experimentId": experiment_id, "attribute": path, "index": index},
                 accept="*/*", cancelled=self.cancelled)
+
+        stored = []
+        for index, (handle, size, disposition, content_type) in ordered_map(fetch, range(total), self.prefetch):
             with handle:
                 subtype = (content_type or "application/octet-stream").split(";")[0].split("/")[-1]
                 stored.append(self._store(path, disposition or f"{index}.{subtype}", handle, size))

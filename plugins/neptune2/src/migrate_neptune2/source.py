@@ -163,7 +163,7 @@ class Neptune2Source(Source):
         for attribute in series:
             self._guarded(ctx, attribute, lambda a=attribute: self._series(client, run, uuid, a, writer, ctx))
         exporter = FileExporter(client, writer, ctx, project_uuid, self.config.series_page_size,
-                                self.config.file_set_poll_timeout)
+                                self.config.file_set_poll_timeout, self.config.series_prefetch)
         for attribute in files:
             self._guarded(ctx, attribute, lambda a=attribute: self._file(exporter, uuid, a, writer, ctx))
 
