@@ -465,22 +465,19 @@ class RunLoader:
             number = base + i
             name = self.encoded.get(path, names.encode_name(path))
             if not ok_step[i]:
-                if number >= self.state.sent["data"]:
-                    self.ctx.report.lost(f"{type_} points without a step")
+                self.ctx.report.lost(f"{type_} points without a step")
                 continue
             if type_ == "histogram_series":
                 hist = hists[i]
                 if not hist or hist.get("values") is None:
-                    if number >= self.state.sent["data"]:
-                        self.ctx.report.lost("histogram_series points without a value")
+                    self.ctx.report.lost("histogram_series points without a value")
                     continue
                 payload, uniform = encode.histogram_payload(hist.get("edges") or [], hist["values"])
                 data_type = "HISTOGRAM"
                 approximated += 0 if uniform else 1
             else:
                 if strings[i] is None:
-                    if number >= self.state.sent["data"]:
-                        self.ctx.report.lost("string_series points without a value")
+                    self.ctx.report.lost("string_series points without a value")
                     continue
                 payload, data_type = strings[i], "string-series"
             counts[name] = counts.get(name, 0) + 1
@@ -517,8 +514,7 @@ class RunLoader:
         for i, path in enumerate(paths):
             number = base + i
             if messages[i] is None:
-                if number >= self.state.sent["logs"]:
-                    self.ctx.report.lost("console lines without a value")
+                self.ctx.report.lost("console lines without a value")
                 continue
             line_no = self._line_numbers.get(path, 0)
             self._line_numbers[path] = line_no + 1
@@ -543,22 +539,20 @@ class RunLoader:
             name = self.encoded.get(path, names.encode_name(path))
             step = int(steps[i]) if ok_step[i] else 0
             if stored[i] is None:
-                if number >= self.state.sent["files"]:
-                    self.ctx.report.lost("file rows without a path")
+                self.ctx.report.lost("file rows without a path")
+                self._skip_file_row(number)
                 continue
             try:
                 members = self._members(stored[i])
             except UnsafePathError as exc:
-                if number >= self.state.sent["files"]:
-                    self.ctx.report.lost("files with escaping paths")
-                    self.ctx.report.note(f"{path}: {exc}")
-                    self._skip_file_row(number)
+                self.ctx.report.lost("files with escaping paths")
+                self.ctx.report.note(f"{path}: {exc}")
+                self._skip_file_row(number)
                 continue
             except (FileNotFoundError, NotADirectoryError) as exc:
-                if number >= self.state.sent["files"]:
-                    self.ctx.report.lost("files missing from storage")
-                    self.ctx.report.note(f"{path}: file {stored[i]!r} not found ({type(exc).__name__})")
-                    self._skip_file_row(number)
+                self.ctx.report.lost("files missing from storage")
+                self.ctx.report.note(f"{path}: file {stored[i]!r} not found ({type(exc).__name__})")
+                self._skip_file_row(number)
                 continue
             for k, (rel, size) in enumerate(members):
                 file_name = self._file_name(name, rel, stored[i], step, len(members) > 1)

@@ -140,19 +140,22 @@ def _attributes(reader: RunReader) -> dict[str, dict[str, Any]]:
 
 def _check_series(check: _Checker, http: Transport, loader: RunLoader, run_id: int, path: str, name: str,
                   entry: dict[str, Any], record: dict[str, Any] | None) -> None:
-    points = _read_series(http, run_id, loader.project, name)
     expected_points = record["points"] if record else entry["rows"]
-    check.equal(f"{path}: points", len(points), expected_points)
-    if not points:
+    span = None
+    if entry.get("step_min") is not None:
+        span = (loader.plan.unit_to_pluto(units_of(entry["step_min"])),
+                loader.plan.unit_to_pluto(units_of(entry["step_max"])))
+    seen = _read_series(http, run_id, loader.project, name, span, expected_points)
+    check.equal(f"{path}: points", seen.count, expected_points)
+    if not seen.count:
         return
-    steps = sorted(points)
     plan = loader.plan
     if entry.get("step_min") is not None:
-        check.equal(f"{path}: first step", steps[0], plan.unit_to_pluto(units_of(entry["step_min"])))
-        check.equal(f"{path}: last step", steps[-1], plan.unit_to_pluto(units_of(entry["step_max"])))
+        check.equal(f"{path}: first step", seen.first[0], plan.unit_to_pluto(units_of(entry["step_min"])))
+        check.equal(f"{path}: last step", seen.last[0], plan.unit_to_pluto(units_of(entry["step_max"])))
     if record and record.get("sorted") and record.get("points") == record.get("rows"):
-        check.equal(f"{path}: first value", _value(points[steps[0]]), _value(entry.get("first")))
-        check.equal(f"{path}: last value", _value(points[steps[-1]]), _value(entry.get("last")))
+        check.equal(f"{path}: first value", _value(seen.first[1]), _value(entry.get("first")))
+        check.equal(f"{path}: last value", _value(seen.last[1]), _value(entry.get("last")))
 
 
 def _value(value: Any) -> Any:
@@ -162,22 +165,55 @@ def _value(value: Any) -> Any:
     return float(value)
 
 
-def _read_series(http: Transport, run_id: int, project: str, name: str) -> dict[int, Any]:
-    """Every deduplicated point, by step windows small enough never to be sampled."""
-    out: dict[int, Any] = {}
-    windows = [(0, 2**63 - 1)]
+class _Seen:
+    """Count and the (step, value) at both ends of a series, without holding its points."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: tuple[int, Any] = (2**64, None)
+        self.last: tuple[int, Any] = (-1, None)
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            step = int(row["step"])
+            self.count += 1
+            if step < self.first[0]:
+                self.first = (step, row.get("value"))
+            if step > self.last[0]:
+                self.last = (step, row.get("value"))
+
+
+def _read_series(http: Transport, run_id: int, project: str, name: str, span: tuple[int, int] | None,
+                 expected: int) -> _Seen:
+    """Every deduplicated point, by step windows small enough never to be sampled: the expected step range
+    cut into windows of about half a page each, plus everything outside it; a full window is cut again."""
+    seen = _Seen()
+    top = 2**63 - 1
+    windows: list[tuple[int, int]] = []
+    if span is None or span[0] > span[1]:
+        windows.append((0, top))
+    else:
+        lo, hi = max(span[0], 0), max(span[1], 0)
+        parts = min(max(1, (2 * expected) // PAGE + 1), hi - lo + 1)
+        width = (hi - lo + 1) // parts
+        edges = [lo + i * width for i in range(parts)] + [hi + 1]
+        windows += [(a, b - 1) for a, b in zip(edges, edges[1:], strict=False) if b > a]
+        if lo > 0:
+            windows.append((0, lo - 1))
+        if hi < top:
+            windows.append((hi + 1, top))
     while windows:
         lo, hi = windows.pop()
         rows = http.api_get("/api/runs/metrics", {"runId": run_id, "projectName": project, "logName": name,
                                                   "limit": PAGE, "stepMin": lo, "stepMax": hi},
                             "metric read-back").get("metrics") or []
         if len(rows) >= PAGE and hi > lo:
-            mid = (lo + hi) // 2
-            windows += [(lo, mid), (mid + 1, hi)]
+            quarter = max((hi - lo + 1) // 4, 1)
+            cuts = sorted({lo, *(min(lo + k * quarter, hi + 1) for k in (1, 2, 3)), hi + 1})
+            windows += [(a, b - 1) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
             continue
-        for row in rows:
-            out[int(row["step"])] = row.get("value")
-    return out
+        seen.add(rows)
+    return seen
 
 
 def _check_files(check: _Checker, http: Transport, loader: RunLoader, run_id: int,
