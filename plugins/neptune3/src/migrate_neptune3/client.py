@@ -131,6 +131,10 @@ class Neptune3Client:
             return fn()
         except nq_exc.NeptuneInvalidCredentialsError:
             raise AuthError(f"Neptune rejected the API token in ${self.token_env}") from None
+        except nq_exc.NeptuneFailedToFetchClientConfig:
+            raise AuthError(f"could not sign in with the token in ${self.token_env}: its server is unreachable or "
+                            "does not serve the Neptune 3.x client configuration (if it is a Neptune 2.x token; "
+                            "use --source neptune2)") from None
         except nq_exc.NeptuneProjectInaccessible:
             raise ProjectError(f"Neptune project {project!r} is not accessible with the token in "
                                f"${self.token_env}") from None
@@ -160,8 +164,7 @@ class Neptune3Client:
                 return ProjectError(f"Neptune project {project!r} not found or not visible to the token in "
                                     f"${self.token_env}")
             return AuthError(f"the server behind the token in ${self.token_env} does not speak the Neptune 3.x "
-                             "API (no runs search endpoint): it is probably a Neptune 2.x token; "
-                             "use --source neptune2")
+                             "API (no runs search endpoint): if it is a Neptune 2.x token; use --source neptune2")
         if status in (400, 404) and what == "sign-in":
             return AuthError(f"the token in ${self.token_env} could not be exchanged (HTTP {status}); "
                              "is it a Neptune 3.x token?")
@@ -261,4 +264,5 @@ def _body_text(content: Any) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300]
+    text = re.sub(r"\x1b\[[0-9;]*m|\{h1\}|\{end\}", "", str(exc))  # neptune-query colours its messages
+    return " ".join(text.split())[:300]
