@@ -98,10 +98,10 @@ def test_workspace_discovery_with_a_pattern(migrate, declared, fake_neptune2):
 
 
 def test_query_trashed_and_time_windows(declared, fake_neptune2):
-    def ids(**options) -> list[str]:
+    def ids(selection: Selection | None = None, **options) -> list[str]:
         source = make_source(**options)
         try:
-            return [r.run_id for r in source.list_runs(Selection())]
+            return [r.run_id for r in source.list_runs(selection or Selection())]
         finally:
             source.close()
 
@@ -112,7 +112,8 @@ def test_query_trashed_and_time_windows(declared, fake_neptune2):
     created = fake_neptune2.container("ws/proj", "PROJ-2").attrs["sys/creation_time"]
     assert ids(created_since=created) == ["PROJ-2"]
     assert ids(created_until=created) == ["PROJ-1"]
-    assert ids(modified_since=created, trashed="include") == ["PROJ-2", "PROJ-3"]
+    assert ids(Selection(modified_since=created), trashed="include") == ["PROJ-2", "PROJ-3"]  # --since
+    assert ids(Selection(modified_until=created)) == ["PROJ-1"]  # --until
 
 
 def test_bad_query_is_one_line(migrate, declared):

@@ -144,25 +144,22 @@ def test_request_budget_per_run(migrate, fake_neptune2: FakeNeptune2Server):
     assert data_ops["getFloatSeriesValues"] == 40 and data_ops["getStringSeriesValues"] == 20
 
 
-def test_refresh_flags_runs_modified_since_their_export(migrate, declared, fake_neptune2, tmp_path):
+def test_refresh_re_exports_only_runs_modified_since_their_export(migrate, declared, fake_neptune2, tmp_path):
     from datetime import timedelta
 
-    from migrate_core.api import Selection
-
-    from tests.plugins.neptune2.conftest import make_source
-
     assert migrate("export", "--source", "neptune2", "-p", "ws/proj", *FAST_SET).code == 0
-    storage, stored = stored_tables(tmp_path)
     run_one = fake_neptune2.container("ws/proj", "PROJ-1")
-    later = run_one.attrs["sys/modification_time"] + timedelta(hours=1)
-    fake_neptune2.set_attr(run_one, "sys/modification_time", later)
-    source = make_source(refresh=True)
-    stale = {r.run_id: source.is_stale(r, stored[r.run_id].manifest) for r in source.list_runs(Selection())}
-    assert stale == {"PROJ-1": True, "PROJ-2": False}
-    plain_source = make_source()
-    assert not any(plain_source.is_stale(r, stored[r.run_id].manifest) for r in plain_source.list_runs(Selection()))
-    source.close()
-    plain_source.close()
+    fake_neptune2.set_attr(run_one, "sys/modification_time", run_one.attrs["sys/modification_time"] + timedelta(hours=1))
+    fake_neptune2.set_attr(run_one, "params/late", 7)
+    result = migrate("export", "--source", "neptune2", "-p", "ws/proj", "--refresh", *FAST_SET, "--json")
+    assert result.code == 0, result.err
+    assert {r["run_id"]: r["status"] for r in result.json()["runs"]} == {"PROJ-1": "ok", "PROJ-2": "skipped"}
+    storage, runs = stored_tables(tmp_path)
+    assert rows(table_of(storage, runs["PROJ-1"]), "params/late")["int_value"].to_pylist() == [7]
+    since = (run_one.attrs["sys/modification_time"] - timedelta(minutes=1)).isoformat()
+    windowed = migrate("export", "--source", "neptune2", "-p", "ws/proj", "--since", since, "--force", *FAST_SET,
+                       "--json").json()
+    assert [r["run_id"] for r in windowed["runs"]] == ["PROJ-1"]
 
 
 def test_run_into_pluto_then_verify(migrate, declared, fake_neptune2, fake_pluto, tmp_path, monkeypatch):

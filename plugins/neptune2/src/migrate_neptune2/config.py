@@ -28,12 +28,9 @@ class Neptune2Config(PluginConfig):
     classes: list[Class] = Field(default_factory=lambda: list(ALL_CLASSES),
                                  description="Attribute classes: parameters, metrics, series, files.")
     trashed: Literal["exclude", "include", "only"] = Field("exclude", description="Runs in the trash.")
-    created_since: datetime | None = Field(None, description="Only runs created at or after this time.")
+    created_since: datetime | None = Field(None, description="Only runs created at or after this time "
+                                                             "(modification time: --since/--until).")
     created_until: datetime | None = Field(None, description="Only runs created before this time.")
-    modified_since: datetime | None = Field(None, description="Only runs modified at or after this time.")
-    modified_until: datetime | None = Field(None, description="Only runs modified before this time.")
-    refresh: bool = Field(False, description="Re-export complete runs whose sys/modification_time is newer than "
-                                             "the export (needs the orchestrator's is_stale hook).")
     skip_failed_attributes: bool = Field(False, description="Lossy: an attribute that fails to fetch is counted "
                                                             "as lost instead of failing its run.")
     requests_per_minute: int = Field(1000, ge=0, description="Client-side rate limit for all workers together "

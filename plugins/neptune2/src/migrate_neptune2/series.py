@@ -62,7 +62,7 @@ def read_series(
             pending, pending_rows = [], 0
     if pending:
         yield pa.concat_arrays(pending) if len(pending) > 1 else pending[0]
-    if offset != total:
+    if offset < total:
         raise AttributeFetchError(f"{path}: the server announced {total} points but served {offset}")
 
 
@@ -81,10 +81,12 @@ def _pages(fetch: Callable[[int], dict], page_size: int, prefetch: int) -> Itera
             window: deque[tuple[int, Future]] = deque()
             for at in itertools.islice(planned, prefetch):
                 window.append((at, pool.submit(fetch, at)))
+            latest = total
             while window:
                 at, future = window.popleft()
                 data = future.result()
                 got = len(data.get("values") or [])
+                latest = max(latest, int(data.get("totalItemCount") or 0))
                 yield data
                 offset = at + got
                 if got != min(page_size, total - at):
@@ -92,7 +94,7 @@ def _pages(fetch: Callable[[int], dict], page_size: int, prefetch: int) -> Itera
                 nxt = next(planned, None)
                 if nxt is not None:
                     window.append((nxt, pool.submit(fetch, nxt)))
-            total = int(data.get("totalItemCount") or 0)
+            total = latest  # pages answered out of order: the largest total any of them saw
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     while data.get("values") and offset < total:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Any
 
 from migrate_core.api import RunContext, RunWriter, Selection, Source, SourceRun
@@ -88,14 +87,15 @@ class Neptune2Source(Source):
 
     # ------------------------------------------------------------------------------------------ listing
 
-    def _query(self) -> str:
+    def _query(self, selection: Selection) -> str:
+        """The server-side filter: the user's NQL, the trash rule, the creation window and --since/--until."""
         c = self.config
         parts = [c.query.strip() if c.query else ""]
         if c.trashed != "include":
             parts.append(f"`sys/trashed`:bool = {'true' if c.trashed == 'only' else 'false'}")
         for attr, op, value in (("sys/creation_time", ">=", c.created_since), ("sys/creation_time", "<", c.created_until),
-                                ("sys/modification_time", ">=", c.modified_since),
-                                ("sys/modification_time", "<", c.modified_until)):
+                                ("sys/modification_time", ">=", selection.modified_since),
+                                ("sys/modification_time", "<", selection.modified_until)):
             if value is not None:
                 parts.append(f'`{attr}`:datetime {op} "{nql_time(value)}"')
         return " AND ".join(f"({p})" for p in parts if p)
@@ -104,7 +104,7 @@ class Neptune2Source(Source):
         names = [n for n in self._project_ids(selection) if selection.wants_project(n)]
         projects = {name: self._project(name) for name in names}  # every project checked before any run moves
         for name, dto in projects.items():
-            for entry in self._entries(dto):
+            for entry in self._entries(dto, selection):
                 if selection.wants_run(entry.sys_id):
                     yield SourceRun(
                         project_id=name,
@@ -113,30 +113,18 @@ class Neptune2Source(Source):
                         info={"uuid": entry.uuid, "type": entry.type, "project_uuid": dto["id"]},
                     )
 
-    def _entries(self, dto: dict[str, Any]) -> Iterator[Entry]:
+    def _entries(self, dto: dict[str, Any], selection: Selection) -> Iterator[Entry]:
         c = self.config
         if c.objects == "runs":
-            yield from search_entries(self.client, dto["id"], ["run"], self._query(), c.runs_page_size)
+            yield from search_entries(self.client, dto["id"], ["run"], self._query(selection), c.runs_page_size)
             return
-        models = list(search_entries(self.client, dto["id"], ["model"], self._query(), c.runs_page_size))
+        models = list(search_entries(self.client, dto["id"], ["model"], self._query(selection), c.runs_page_size))
         yield from models
         wanted = {m.sys_id for m in models}
         trash = "" if c.trashed == "include" else f"`sys/trashed`:bool = {'true' if c.trashed == 'only' else 'false'}"
         for version in search_entries(self.client, dto["id"], ["modelVersion"], trash, c.runs_page_size):
             if version.model_id in wanted:
                 yield version
-
-    def is_stale(self, run: SourceRun, manifest: dict[str, Any] | None) -> bool:
-        """With `refresh`, a complete run whose source was modified after its export is exported again."""
-        if not self.config.refresh or run.modification_time is None or not manifest:
-            return False
-        exported = ((manifest.get("source") or {}).get("modification_time"))
-        if not exported:
-            return True
-        try:
-            return run.modification_time > datetime.fromisoformat(exported)
-        except (TypeError, ValueError):
-            return True
 
     # ------------------------------------------------------------------------------------------ export
 
