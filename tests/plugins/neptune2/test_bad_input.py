@@ -194,3 +194,30 @@ def test_endless_5xx_gives_up_with_one_line(migrate, declared, fake_neptune2):
     assert result.code == 1
     assert "FAILED export ws/proj PROJ-1: attribute 'train/loss' could not be read: Neptune getFloatSeriesValues " \
            "kept failing (HTTP 500)" in result.out
+
+
+def test_hostile_file_names_stay_inside_the_files_root(migrate, fake_neptune2, tmp_path):
+    from migrate_local_fs.storage import LocalFsStorage
+
+    from tests.fakes.neptune2 import File
+
+    fake_neptune2.add_run("ws/proj", files={"../up/f": File(b"x", name="../../../etc/passwd", ext="")},
+                          file_sets={"set": {"../../evil.txt": b"e", "/abs/a.txt": b"a", "ok/b.txt": b"b"}},
+                          attrs={"ünï/çödé ✓": "v", "long": "y" * 100_000})
+    result = export(migrate, "-p", "ws/proj")
+    assert result.code == 0, result.err
+    files_root = (tmp_path / "exports" / "files").resolve()
+    written = [p for p in files_root.rglob("*") if p.is_file()]
+    assert len(written) == 4 and all(p.resolve().is_relative_to(files_root) for p in written)
+    storage = LocalFsStorage(tmp_path / "exports" / "data", tmp_path / "exports" / "files")
+    run = storage.list_runs()[0]
+    table = pa_table(storage, run)
+    contents = sorted(storage.open_file(run, r["file_value"]["path"]).read() for r in table
+                      if r["file_value"] is not None)
+    assert contents == [b"a", b"b", b"e", b"x"]
+    values = {r["attribute_path"]: r["string_value"] for r in table}
+    assert values["ünï/çödé ✓"] == "v" and len(values["long"]) == 100_000
+
+
+def pa_table(storage, run) -> list[dict]:
+    return [row for batch in storage.read(run) for row in batch.to_pylist()]

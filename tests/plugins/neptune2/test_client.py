@@ -85,3 +85,12 @@ def test_ordered_map_keeps_order_and_bounds_the_window():
 
     with pytest.raises(ValueError):
         list(ordered_map(boom, range(100), 3))
+
+
+def test_content_disposition_names():
+    from migrate_neptune2.client import _filename
+
+    assert _filename('attachment; filename="ckpt.pt"') == "ckpt.pt"
+    assert _filename("attachment; filename=plain.bin") == "plain.bin"
+    assert _filename("attachment; filename=\"fallback.txt\"; filename*=UTF-8''%C3%BCn%C3%AF.txt") == "ünï.txt"
+    assert _filename("attachment") is None and _filename(None) is None

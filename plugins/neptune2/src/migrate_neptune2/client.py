@@ -314,13 +314,22 @@ def _json_or_none(response: requests.Response) -> Any:
 
 
 def _filename(disposition: str | None) -> str | None:
+    """The file name of a Content-Disposition header; `filename*=UTF-8''...` (RFC 5987) wins over `filename=`."""
     if not disposition:
         return None
+    plain = None
     for part in disposition.split(";"):
         key, _, value = part.strip().partition("=")
-        if key.lower() == "filename" and value:
-            return value.strip().strip('"') or None
-    return None
+        key, value = key.lower(), value.strip()
+        if key == "filename*" and "''" in value:
+            charset, _, encoded = value.partition("''")
+            try:
+                return requests.utils.unquote(encoded, encoding=charset or "utf-8") or plain
+            except LookupError:
+                continue
+        if key == "filename" and value:
+            plain = value.strip('"') or None
+    return plain
 
 
 def _sleep(seconds: float, cancelled: Callable[[], bool] | None) -> None:
