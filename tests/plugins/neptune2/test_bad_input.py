@@ -87,8 +87,11 @@ def test_workspace_discovery_with_a_pattern(migrate, declared, fake_neptune2):
     fake_neptune2.add_run("ws/scratch")
     fake_neptune2.add_project("other/proj")
     fake_neptune2.add_run("other/proj")
+    fake_neptune2.add_project("ws/proj-old")
+    fake_neptune2.add_run("ws/proj-old")
     result = export(migrate, "--set", "source.neptune2.workspaces=[\"ws\"]",
-                    "--set", "source.neptune2.project_pattern=proj$", "--json")
+                    "--set", "source.neptune2.include=[\"proj\"]", "--set", "source.neptune2.exclude=[\"-old$\"]",
+                    "--json")
     assert result.code == 0, result.err
     assert {(r["project_id"], r["run_id"]) for r in result.json()["runs"]} == {("ws/proj", "PROJ-1"),
                                                                                  ("ws/proj", "PROJ-2")}

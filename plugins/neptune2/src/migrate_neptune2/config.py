@@ -19,7 +19,9 @@ class Neptune2Config(PluginConfig):
                                 description="Projects (workspace/project) to export; -p on the command line wins.")
     workspaces: list[str] = Field(default_factory=list,
                                   description="Export every visible project of these workspaces (discovery).")
-    project_pattern: str | None = Field(None, description="Regex on discovered project ids (workspace/project).")
+    include: list[str] = Field(default_factory=list,
+                               description="Regexes: keep only discovered projects matching one of them.")
+    exclude: list[str] = Field(default_factory=list, description="Regexes: drop discovered projects matching any.")
     api_token_env: str = Field("NEPTUNE_API_TOKEN", description="Env var holding the API token (never the token).")
     objects: Literal["runs", "models"] = Field(
         "runs", description="runs, or the model registry (models and all versions of the selected models); "

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -33,12 +34,17 @@ class Neptune2Source(Source):
     def __init__(self, config: Neptune2Config, client: Neptune2Client | None = None) -> None:
         self.config = config
         self._client = client
+        self._client_lock = threading.Lock()
         self._projects: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------------------------------ setup
 
     @property
     def client(self) -> Neptune2Client:
+        with self._client_lock:
+            return self._client or self._connect()
+
+    def _connect(self) -> Neptune2Client:
         if self._client is None:
             env = self.config.api_token_env
             token = os.environ.get(env, "").strip()
@@ -59,11 +65,10 @@ class Neptune2Source(Source):
         if selection.projects:
             return list(selection.projects)
         names = list(self.config.projects)
-        for workspace in self.config.workspaces:
-            names += self.client.list_projects(workspace)
-        if self.config.project_pattern:
-            pattern = re.compile(self.config.project_pattern)
-            names = [n for n in names if pattern.search(n)]
+        discovered = [n for workspace in self.config.workspaces for n in self.client.list_projects(workspace)]
+        if self.config.include:
+            discovered = [n for n in discovered if any(re.search(p, n) for p in self.config.include)]
+        names += [n for n in discovered if not any(re.search(p, n) for p in self.config.exclude)]
         if not names and not self.config.workspaces:
             raise UsageError("no Neptune project selected: pass -p workspace/project, or set "
                              "source.neptune2.projects or source.neptune2.workspaces")
