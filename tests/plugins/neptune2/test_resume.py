@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -36,3 +37,22 @@ def test_plugin_module_does_not_import_neptune():
     code = "import sys, migrate_neptune2; migrate_neptune2.migrate_register_sources(); " \
            "assert 'neptune' not in sys.modules and 'bravado' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_cancel_stops_the_run_at_the_next_request(declared, fake_neptune2, tmp_path):
+    from migrate_core.api import RunContext, RunReport, Selection
+    from migrate_core.errors import Cancelled
+    from migrate_core.testing import MemoryStorage
+
+    from tests.plugins.neptune2.conftest import make_source
+
+    source = make_source()
+    run = next(r for r in source.list_runs(Selection()) if r.run_id == "PROJ-1")
+    fake_neptune2.faults.add("getFloatSeriesValues", "slow", times=1, delay=0.3)
+    cancel = threading.Event()
+    threading.Timer(0.1, cancel.set).start()
+    writer = MemoryStorage(tmp_path).begin_run(run.project_id, run.run_id, {})
+    with pytest.raises(Cancelled):
+        source.export_run(run, Selection(), writer, RunContext(RunReport(), cancel))
+    assert fake_neptune2.count("getStringSeriesValues") == 0 and fake_neptune2.count("downloadAttribute") == 0
+    source.close()
