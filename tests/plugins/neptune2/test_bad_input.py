@@ -6,6 +6,7 @@ import base64
 import json
 import threading
 
+import pyarrow as pa
 import pytest
 from migrate_core.api import Selection
 from migrate_core.orchestrator import Orchestrator
@@ -13,7 +14,7 @@ from migrate_core.testing import MemoryStorage
 from migrate_neptune2 import client as client_module
 
 from tests.fakes.neptune2 import FakeNeptune2Server
-from tests.plugins.neptune2.conftest import FAST_SET, make_source
+from tests.plugins.neptune2.conftest import FAST_SET, T0, make_source
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -224,3 +225,34 @@ def test_hostile_file_names_stay_inside_the_files_root(migrate, fake_neptune2, t
 
 def pa_table(storage, run) -> list[dict]:
     return [row for batch in storage.read(run) for row in batch.to_pylist()]
+
+
+@pytest.mark.parametrize("channel_api", [True, False])
+def test_file_series_steps_from_the_channel_api_or_counted(declared, fake_neptune2, tmp_path, monkeypatch, channel_api):
+    """A server whose image-series listing carries only the count: steps come from the channel API; without
+    it the index is used and every such element is counted as `file_series_step_unknown`."""
+    key = ("GET", "/api/leaderboard/v1/attributes/series/image")
+    op, original, auth = fake_neptune2._routes[key]
+
+    def count_only(req):
+        response = original(req)
+        response.body = json.dumps({"totalItemCount": json.loads(response.body)["totalItemCount"]}).encode()
+        return response
+
+    monkeypatch.setitem(fake_neptune2._routes, key, (op, count_only, auth))
+    fake_neptune2.channel_api_enabled = channel_api
+    source = make_source()
+    storage, outcomes = orchestrate(tmp_path, source, runs=[r for r in source.list_runs(Selection())
+                                                            if r.run_id == "PROJ-1"])
+    table = storage.runs[("ws/proj", "PROJ-1")][0]
+    preds = table.filter(pa.compute.equal(table["attribute_path"], "images/preds"))
+    steps = [float(s) for s in preds["step"].to_pylist()]
+    losses = outcomes["PROJ-1"].report.losses
+    if channel_api:
+        assert steps == [10.0, 20.5] and "file_series_step_unknown" not in losses
+        assert fake_neptune2.count("getChannelValues") == 1
+        assert preds["timestamp"].cast(pa.int64()).to_pylist() == [T0 + 5, T0 + 9]
+    else:
+        assert steps == [0.0, 1.0] and losses["file_series_step_unknown"] == 2
+        assert preds["timestamp"].null_count == 2
+    source.close()
