@@ -11,7 +11,7 @@ import pytest
 from migrate_neptune2 import Neptune2Config
 from migrate_neptune2.source import Neptune2Source
 
-from tests.fakes.neptune2 import ArtifactFile, FakeNeptune2Server, File, FileSeriesItem, fixtures
+from tests.fakes.neptune2 import ArtifactFile, FakeNeptune2Server, File, FileSeriesItem, GitRef, fixtures
 from tests.fakes.pluto.fixtures import fake_pluto  # noqa: F401 - fixture for the Pluto end-to-end test
 
 fake_neptune2 = fixtures.fake_neptune2
@@ -44,7 +44,8 @@ def declare(srv: FakeNeptune2Server) -> dict[str, Any]:
     srv.add_run(
         "ws/proj",
         attrs={"params/lr": 0.1, "params/epochs": 10, "params/use_bn": True, "params/optimizer": "adam",
-               "params/started": declared["started"], "params/classes": {"cat", "dog"}, "params/big": 2**40},
+               "params/started": declared["started"], "params/classes": {"cat", "dog"}, "params/big": 2**40,
+               "source_code/git": GitRef(commit_id="abc123", branch="main")},
         tags=["baseline"],
         name="first run",
         float_series={"train/loss": declared["float"]},

@@ -67,6 +67,8 @@ def check_run_one(storage: LocalFsStorage, run, declared: dict[str, Any]) -> Non
     assert params["sys/id"]["string_value"] == "PROJ-1" and params["sys/name"]["string_value"] == "first run"
     assert params["sys/creation_time"]["attribute_type"] == "datetime"
     assert params["sys/state"]["string_value"] == "idle"
+    git = json.loads(params["source_code/git"]["string_value"])
+    assert git["commit"]["commitId"] == "abc123" and git["currentBranch"] == "main"
 
     def content(row) -> bytes:
         with storage.open_file(run, row["file_value"]["path"]) as handle:
