@@ -26,9 +26,12 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import requests
+import structlog
 from requests.adapters import HTTPAdapter
 
 from .errors import ApiError, AuthError, Neptune2Error
+
+log = structlog.get_logger("migrate.neptune2")
 
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 ARTIFACT_API_VERSION = "2"
@@ -233,6 +236,7 @@ class Neptune2Client:
                 deadline += wait  # the server said when to come back: that wait does not eat the budget
             if wait is None:
                 wait = min(30.0, self.settings.backoff * 2 ** min(attempt - 1, 8)) * (0.5 + random.random() / 2)
+            log.info("neptune2_retry", op=op, reason=failure, attempt=attempt, wait_s=round(wait, 2))
             if time.monotonic() + wait > deadline:
                 raise Neptune2Error(
                     f"Neptune {op} kept failing ({failure}) for {self.settings.retry_budget:.0f}s, "
