@@ -24,6 +24,7 @@ from migrate_core.format import TIMESTAMP_TYPE, step_units
 from . import encode, names
 from .errors import PlutoError
 from .params import RunMeta, run_meta
+from .pipeline import Pipeline
 from .scan import Scan, kind_of, plain_identity, plain_strings, scan
 from .settings import PlutoConfig
 from .state import RunState, StateStore
@@ -52,6 +53,7 @@ class RunLoader:
         self.fallback_ms = 0
         self.encoded: dict[str, str] = {}
         self._last_beat = 0.0
+        self._pipe: Pipeline | None = None
         self._series_steps: dict[str, list[np.ndarray]] = {}
         self._series_sorted: dict[str, bool] = {}
         self._series_last: dict[str, int] = {}
@@ -77,7 +79,12 @@ class RunLoader:
         self._reconcile()
         self._register_names()
         self._upload_big_strings()
-        self._stream_rows()
+        self._pipe = Pipeline(lambda body: self._send("metrics", body, "metrics ingest"))
+        try:
+            self._stream_rows()
+            self._pipe.flush()
+        finally:
+            self._pipe.close()
         self._finish()
 
     # ================================================================== preparation
@@ -307,6 +314,7 @@ class RunLoader:
 
     def _tracked(self, kind: str, start: int, end: int, body: bytes) -> None:
         """Send rows [start, end) of a non-deduplicated kind with an intent written first."""
+        self._pipe.flush()
         lines = body.count(b"\n")
         self.state.pending = {"kind": kind, "start": start, "end": end, "lines": lines}
         self._save()
@@ -343,6 +351,7 @@ class RunLoader:
                 base[kind] += n
             self.ctx.report.add(rows=batch.num_rows)
             self.ctx.progress(batch.num_rows)
+        self._pipe.flush()
         self.state.sent["metrics"] = base["metrics"]
         self._count_series()
         self._save()
@@ -406,10 +415,10 @@ class RunLoader:
                 pending.append(body)
                 pending_points += part.size
                 if pending_points >= self.config.request_points:
-                    self._send("metrics", b"".join(pending), "metrics ingest")
+                    self._pipe.submit(b"".join(pending))
                     pending, pending_points = [], 0
         if pending:
-            self._send("metrics", b"".join(pending), "metrics ingest")
+            self._pipe.submit(b"".join(pending))
 
     def _track_steps(self, name: str, steps: np.ndarray) -> None:
         """Remember a series' steps for the duplicate count, compactly: an evenly spaced chunk (the usual
@@ -500,6 +509,7 @@ class RunLoader:
                 end = batch_end
             self._tracked(kind, start, end, b"".join(lines[a:b]))
         if not ranges and self.state.sent[kind] < batch_end:
+            self._pipe.flush()
             self.state.sent[kind] = batch_end
             self._save()
 
@@ -564,6 +574,7 @@ class RunLoader:
 
     def _skip_file_row(self, number: int) -> None:
         if number == self.state.sent["files"]:
+            self._pipe.flush()
             self.state.sent["files"] = number + 1
             self.state.file_sub = 0
             self._save()
@@ -596,6 +607,8 @@ class RunLoader:
     def _upload(self, number: int, log_name: str, file_name: str, rel: str, size: int, step: int, time_ms: int,
                 last: bool, caption: str, opener: Callable[[], IO[bytes]], kind: str = "files") -> None:
         self.ctx.check_cancelled()
+        if kind == "files":
+            self._pipe.flush()
         self._beat()
         pending = {"kind": kind, "row": number, "logName": log_name, "fileName": file_name, "size": size,
                    "last": last}
