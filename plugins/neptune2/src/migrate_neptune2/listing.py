@@ -17,7 +17,7 @@ from .client import Neptune2Client
 from .errors import ApiError, Neptune2Error
 
 MAX_SERVER_OFFSET = 10_000
-LISTED_ATTRIBUTES = ("sys/id", "sys/creation_time", "sys/modification_time", "sys/trashed", "sys/model_id")
+LISTED_ATTRIBUTES = ("sys/id", "sys/creation_time", "sys/modification_time", "sys/trashed")
 
 
 @dataclass(frozen=True)
@@ -91,6 +91,7 @@ def search_entries(
 ) -> Iterator[Entry]:
     """Every entry matching `query`, ascending by creation time, each exactly once."""
     page_size = max(1, min(page_size, max_offset))
+    listed = LISTED_ATTRIBUTES + (("sys/model_id",) if "modelVersion" in types else ())
     lower: str | None = None  # restart point: creation time literal of the last window
     at_lower: set[str] = set()  # ids already listed whose creation time equals `lower`
     last_time: str | None = None
@@ -103,7 +104,7 @@ def search_entries(
             "query": {"query": window},
             "sorting": {"dir": "ascending", "aggregationMode": "none",
                         "sortBy": {"name": "sys/creation_time", "type": "datetime"}},
-            "attributeFilters": [{"path": p} for p in LISTED_ATTRIBUTES],
+            "attributeFilters": [{"path": p} for p in listed],
             "pagination": {"limit": limit, "offset": offset},
         }
         try:
