@@ -17,7 +17,7 @@ import pyarrow as pa
 from migrate_core.format import HISTOGRAM_TYPE, make_batch, steps_from_float, timestamps_ms
 
 from .client import Neptune3Client
-from .floatwire import decode_float_points
+from .floatwire import decode_dto
 
 PREVIEW_SUFFIX = "@preview"
 COMPLETION_SUFFIX = "@preview_completion"
@@ -59,7 +59,7 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
             request = pending.get(series.requestId)
             if request is None:
                 continue
-            page = decode_float_points(series.series.values)
+            page = decode_dto(series.series)
             if len(page[0]):
                 yield FloatPage(request["series"]["attribute"], *page)
             if len(page[0]) >= limit:
