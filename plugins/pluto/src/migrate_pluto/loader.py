@@ -143,10 +143,13 @@ class RunLoader:
     # ================================================================== the run itself
 
     def _still_there(self) -> bool:
-        if self.state.pluto_id is None:
+        return self._exists(self.state)
+
+    def _exists(self, state: RunState) -> bool:
+        if state.pluto_id is None:
             return False
         try:
-            self.http.api_get(f"/api/runs/details/{self.state.pluto_id}", {"projectName": self.project},
+            self.http.api_get(f"/api/runs/details/{state.pluto_id}", {"projectName": state.project},
                               "run details")
             return True
         except PlutoError as exc:
@@ -190,8 +193,12 @@ class RunLoader:
         if parent is None:
             return None
         parent_state = self._parent_state()
-        if parent_state is None or parent_state.pluto_id is None:
-            raise PlutoError(f"fork parent {parent!r} is not loaded into Pluto yet (load it first)")
+        if parent_state is None or parent_state.pluto_id is None or not self._exists(parent_state):
+            # the orchestrator loads parents first, so the parent is not part of this load (not exported,
+            # or not selected): the run loads unlinked, its lineage stays in config sys/forking/*
+            self.ctx.report.lost("fork links to a parent run that is not in Pluto (kept in config)")
+            self.ctx.report.note(f"fork parent {parent!r} is not loaded into Pluto: loaded without the link")
+            return None
         step = self.meta.fork_step if self.meta.fork_step is not None else self.reader.lineage.get("fork_step")
         if step is None:
             self.ctx.report.note("fork without a fork step: linked at step 0")
