@@ -54,5 +54,5 @@ def test_cancel_stops_the_run_at_the_next_request(declared, fake_neptune2, tmp_p
     writer = MemoryStorage(tmp_path).begin_run(run.project_id, run.run_id, {})
     with pytest.raises(Cancelled):
         source.export_run(run, Selection(), writer, RunContext(RunReport(), cancel))
-    assert fake_neptune2.count("getStringSeriesValues") == 0 and fake_neptune2.count("downloadAttribute") == 0
+    assert fake_neptune2.count("downloadAttribute") == 0 and fake_neptune2.count("getImageSeriesValue") == 0
     source.close()

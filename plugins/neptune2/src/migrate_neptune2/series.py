@@ -37,6 +37,7 @@ def read_series(
     batch_rows: int,
     cancelled: Callable[[], bool] | None = None,
     prefetch: int = 1,
+    first: dict | None = None,
 ) -> Iterator[pa.StructArray]:
     """Yield the series' points as struct arrays of at most ~batch_rows points, in server order."""
     op = OPERATIONS[kind]
@@ -49,7 +50,7 @@ def read_series(
         return client.json(op, {"experimentId": experiment_id, "attribute": path, "limit": page_size,
                                 "offset": at}, cancelled=cancelled)
 
-    for data in _pages(fetch, page_size, prefetch):
+    for data in _pages(fetch, page_size, prefetch, first):
         total = int(data.get("totalItemCount") or 0)
         values = data.get("values") or []
         if values:
@@ -66,11 +67,11 @@ def read_series(
         raise AttributeFetchError(f"{path}: the server announced {total} points but served {offset}")
 
 
-def _pages(fetch: Callable[[int], dict], page_size: int, prefetch: int) -> Iterator[dict]:
+def _pages(fetch: Callable[[int], dict], page_size: int, prefetch: int, first: dict | None = None) -> Iterator[dict]:
     """Pages in order. After the first page (which tells the total), up to `prefetch` pages are requested at
     once; memory stays bounded by that window. If the series changes length meanwhile, the rest is read
     one page after another until an empty page or the latest total."""
-    data = fetch(0)
+    data = fetch(0) if first is None else first
     yield data
     offset = len(data.get("values") or [])
     total = int(data.get("totalItemCount") or 0)

@@ -24,7 +24,8 @@ from .config import Neptune2Config
 from .errors import ApiError, AttributeFetchError, AuthError, Neptune2Error, ProjectError, RunGone
 from .files import FileExporter
 from .listing import Entry, nql_time, search_entries
-from .series import read_series, series_batch
+from .ordered import ordered_map
+from .series import OPERATIONS, read_series, series_batch
 
 
 class Neptune2Source(Source):
@@ -153,8 +154,11 @@ class Neptune2Source(Source):
         batch = parameter_batch(run.project_id, run.run_id, atoms)
         if batch is not None:
             self._write(writer, ctx, batch)
-        for attribute in series:
-            self._guarded(ctx, attribute, lambda a=attribute: self._series(client, run, uuid, a, writer, ctx))
+        # the first page of the next few series is requested while one is written: most series fit in one page
+        for attribute, first in ordered_map(lambda a: (a, self._first_page(client, uuid, a, ctx)), series,
+                                            self.config.series_prefetch):
+            self._guarded(ctx, attribute, lambda a=attribute, f=first: self._series(client, run, uuid, a, f, writer,
+                                                                                    ctx))
         exporter = FileExporter(client, writer, ctx, project_uuid, self.config.series_page_size,
                                 self.config.file_set_poll_timeout, self.config.series_prefetch)
         for attribute in files:
@@ -194,12 +198,24 @@ class Neptune2Source(Source):
             ctx.report.lost("attributes that failed to fetch")
             ctx.report.note(f"{path}: {' '.join(str(exc).split())[:300]}")
 
-    def _series(self, client: Neptune2Client, run: SourceRun, uuid: str, attribute: dict[str, Any],
+    def _first_page(self, client: Neptune2Client, uuid: str, attribute: dict[str, Any], ctx: RunContext) -> Any:
+        """The series' first page, or the exception that stopped it (raised later, inside `_guarded`)."""
+        try:
+            return client.json(OPERATIONS[SERIES_TYPES[attribute["type"]]],
+                               {"experimentId": uuid, "attribute": attribute["name"],
+                                "limit": self.config.series_page_size, "offset": 0}, cancelled=lambda: ctx.cancelled)
+        except Exception as exc:  # noqa: BLE001 - handed back to the attribute's own error handling
+            return exc
+
+    def _series(self, client: Neptune2Client, run: SourceRun, uuid: str, attribute: dict[str, Any], first: Any,
                 writer: RunWriter, ctx: RunContext) -> None:
+        if isinstance(first, BaseException):
+            raise first
         kind = SERIES_TYPES[attribute["type"]]
         path = attribute["name"]
         for points in read_series(client, uuid, path, kind, self.config.series_page_size, self.config.batch_rows,
-                                  cancelled=lambda: ctx.cancelled, prefetch=self.config.series_prefetch):
+                                  cancelled=lambda: ctx.cancelled, prefetch=self.config.series_prefetch,
+                                  first=first):
             ctx.check_cancelled()
             self._write(writer, ctx, series_batch(run.project_id, run.run_id, path, kind, points))
 
