@@ -232,14 +232,15 @@ def main() -> int:
           f"python {sys.version.split()[0]}, {os.cpu_count()} cores; client rate limit off")
     head = f"{'':26}{'ours':>14}{'baseline':>14}{'ratio':>9}"
     many, big = ("ws/runs", "ws/big")
+    big_label = f"{args.points / 1e6:g}M" if args.points >= 1_000_000 else f"{args.points // 1000}k"
     rows = [
         ("runs/s", lambda r: r["runs"] / r["seconds"], many, "{:>14,.1f}"),
         ("requests per run", lambda r: r["requests"] / max(1, r["runs"]), many, "{:>14,.2f}"),
-        ("rows/s (1000 runs)", lambda r: r["rows"] / r["seconds"], many, "{:>14,.0f}"),
-        ("peak RSS MB (1000 runs)", lambda r: r["peak_mb"], many, "{:>14,.0f}"),
-        ("points/s (1M series)", lambda r: r["rows"] / r["seconds"], big, "{:>14,.0f}"),
-        ("requests (1M series run)", lambda r: r["requests"], big, "{:>14,.0f}"),
-        ("peak RSS MB (1M series)", lambda r: r["peak_mb"], big, "{:>14,.0f}"),
+        (f"rows/s ({args.runs} runs)", lambda r: r["rows"] / r["seconds"], many, "{:>14,.0f}"),
+        (f"peak RSS MB ({args.runs} runs)", lambda r: r["peak_mb"], many, "{:>14,.0f}"),
+        (f"points/s ({big_label} series)", lambda r: r["rows"] / r["seconds"], big, "{:>14,.0f}"),
+        (f"requests ({big_label} run)", lambda r: r["requests"], big, "{:>14,.0f}"),
+        (f"peak RSS MB ({big_label} series)", lambda r: r["peak_mb"], big, "{:>14,.0f}"),
     ]
     print(head)
     for label, fn, project, fmt in rows:
