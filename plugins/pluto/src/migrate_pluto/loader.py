@@ -74,7 +74,7 @@ class RunLoader:
             self.ctx.report.note("already loaded into Pluto; nothing sent")
             return
         if self.state.complete:  # the Pluto run was deleted: start over
-            self.state = RunState(self.external_id, self.project)
+            self.state = RunState(self.external_id, self.project, plan=self.plan.as_json())
         self._create()
         self._reconcile()
         self._register_names()
@@ -284,12 +284,7 @@ class RunLoader:
         )
         for row in answer.get("files") or []:
             if row.get("fileName") == pending["fileName"] and row.get("url"):
-                try:
-                    with self.http._client.stream("GET", row["url"], timeout=30.0) as response:
-                        return response.status_code == 200 and int(
-                            response.headers.get("content-length", -1)) == pending["size"]
-                except Exception:
-                    return False
+                return self.http.stored_size(str(row["url"])) == pending["size"]
         return False
 
     def _file_done(self, pending: dict[str, Any]) -> None:

@@ -183,6 +183,22 @@ class Transport:
                     urls.update({str(k): str(v) for k, v in item.items()})
         return urls
 
+    def stored_size(self, url: str) -> int | None:
+        """Size of a stored object behind a (presigned) download URL, reading headers only; None if absent."""
+        request = self._client.build_request("GET", url, timeout=30.0)
+        request.headers.pop("Authorization", None)
+        try:
+            response = self._client.send(request, stream=True)
+        except httpx.HTTPError:
+            return None
+        try:
+            if response.status_code != 200:
+                return None
+            length = response.headers.get("content-length")
+            return int(length) if length is not None and length.isdigit() else None
+        finally:
+            response.close()
+
     def heartbeat(self, run_id: int) -> str | None:
         """The py service's trigger: keeps the stale-run reaper away. One attempt, 5 s; None on failure."""
         try:
