@@ -211,6 +211,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--points", type=int, default=1_000_000)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds the fake adds to every request")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
     from tests.fakes.neptune2 import FakeNeptune2Server
@@ -221,6 +222,7 @@ def main() -> int:
     with FakeNeptune2Server() as srv:
         srv.record_requests = False
         populate(srv, args.runs, args.points)
+        srv.latency = args.latency
         try:
             for project in ("ws/runs", "ws/big"):
                 for name in ("ours", "baseline"):
@@ -228,7 +230,8 @@ def main() -> int:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     print(f"neptune2 export benchmark: {args.runs} runs (5 params, 2 float + 1 string series, 1 file each) and "
-          f"one run with a {args.points:,}-point series; {args.workers} workers, fake server in-process, "
+          f"one run with a {args.points:,}-point series; {args.workers} workers, fake server in-process "
+          f"(+{args.latency * 1000:g} ms per request), "
           f"python {sys.version.split()[0]}, {os.cpu_count()} cores; client rate limit off")
     head = f"{'':26}{'ours':>14}{'baseline':>14}{'ratio':>9}"
     many, big = ("ws/runs", "ws/big")
