@@ -256,3 +256,15 @@ def test_file_series_steps_from_the_channel_api_or_counted(declared, fake_neptun
         assert steps == [0.0, 1.0] and losses["file_series_step_unknown"] == 2
         assert preds["timestamp"].null_count == 2
     source.close()
+
+
+def test_run_deleted_mid_export_fails_even_in_lossy_mode(declared, fake_neptune2, tmp_path):
+    fake_neptune2.faults.add("getStringSeriesValues", "error", times=None, status=404,
+                             body={"errorType": "EXPERIMENT_NOT_FOUND", "title": "Experiment not found"})
+    source = make_source(skip_failed_attributes=True)
+    storage, outcomes = orchestrate(tmp_path, source, runs=[r for r in source.list_runs(Selection())
+                                                            if r.run_id == "PROJ-1"])
+    assert outcomes["PROJ-1"].status == "failed"
+    assert "deleted while it was being exported" in outcomes["PROJ-1"].reason
+    assert not storage.get_run("ws/proj", "PROJ-1").complete
+    source.close()

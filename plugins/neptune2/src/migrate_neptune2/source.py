@@ -191,7 +191,9 @@ class Neptune2Source(Source):
         try:
             work()
         except (Neptune2Error, ValueError) as exc:
-            if isinstance(exc, AuthError) or not self.config.skip_failed_attributes:
+            if isinstance(exc, ApiError) and exc.status == 404 and exc.error_type == "EXPERIMENT_NOT_FOUND":
+                raise RunGone(f"the run was deleted while it was being exported ({path!r} answered 404)") from None
+            if isinstance(exc, RunGone) or not self.config.skip_failed_attributes:
                 if isinstance(exc, AttributeFetchError | RunGone):
                     raise
                 raise AttributeFetchError(f"attribute {path!r} could not be read: {exc}") from exc
