@@ -268,3 +268,15 @@ def test_run_deleted_mid_export_fails_even_in_lossy_mode(declared, fake_neptune2
     assert "deleted while it was being exported" in outcomes["PROJ-1"].reason
     assert not storage.get_run("ws/proj", "PROJ-1").complete
     source.close()
+
+
+def test_unknown_attribute_types_are_counted(fake_neptune2, tmp_path):
+    from tests.fakes.neptune2 import Raw
+
+    fake_neptune2.add_run("ws/proj", attrs={"viz/plot": Raw("complexPlot", {"url": "x"}), "params/a": 1})
+    source = make_source()
+    storage, outcomes = orchestrate(tmp_path, source)
+    report = outcomes["PROJ-1"].report
+    assert outcomes["PROJ-1"].status == "ok"
+    assert report.losses == {"attributes of type 'complexPlot' (unknown to the 2.x source)": 1}
+    source.close()
