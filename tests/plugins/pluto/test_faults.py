@@ -151,3 +151,18 @@ def test_cancel_stops_between_requests(fake_pluto, tmp_path):
     cancel.set()
     with pytest.raises(Cancelled):
         make_sink(fake_pluto).load_run(RunReader(storage, storage.get_run(P, "R-1")), RunContext(RunReport(), cancel))
+
+
+def test_a_dead_server_is_not_hammered_by_every_run(fake_pluto, tmp_path, sleeps):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    storage = neptune_storage(tmp_path, [_run(f"R-{i}") for i in range(6)])
+    summary = Orchestrator(storage, sink=make_sink(fake_pluto, url_api=url, url_ingest=url, url_py=url),
+                           workers=1).load()
+    reasons = [o.reason for o in summary.outcomes]
+    assert all(o.status == "failed" for o in summary.outcomes)
+    assert sum("not retried" in r for r in reasons) == 4  # two runs tried (3 attempts each), four did not
+    assert len(sleeps) == 4
+    assert all("cannot reach Pluto for run create" in r for r in reasons)

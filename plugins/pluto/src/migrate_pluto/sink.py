@@ -12,7 +12,7 @@ from .loader import RunLoader
 from .names import source_kind
 from .settings import PlutoConfig
 from .state import StateStore
-from .transport import RetryPolicy, Transport
+from .transport import Circuit, RetryPolicy, Transport
 
 
 class PlutoSink(Sink):
@@ -24,6 +24,7 @@ class PlutoSink(Sink):
         self.endpoints = credentials.endpoints(config)
         self._api_key = credentials.api_key(config)
         self.policy = RetryPolicy(config.retries, config.backoff, config.backoff_max)
+        self.circuit = Circuit()
 
     def target(self) -> str:
         return f"pluto:{self.endpoints.api}/{self.config.project or '<source project>'}"
@@ -34,7 +35,7 @@ class PlutoSink(Sink):
     def transport(self, ctx: RunContext | None = None) -> Transport:
         cancel = getattr(ctx, "_cancel", None) if ctx is not None else None
         return Transport(self.endpoints, self._api_key, self.policy, self.config.timeout, self.config.verify_tls,
-                         cancel if isinstance(cancel, threading.Event) else None)
+                         cancel if isinstance(cancel, threading.Event) else None, self.circuit)
 
     def store(self, reader: RunReader) -> StateStore:
         return StateStore(reader.storage.state_dir(), self.target())

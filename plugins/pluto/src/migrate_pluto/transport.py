@@ -48,6 +48,40 @@ class RetryPolicy:
         return base * (0.5 + random.random() / 2)
 
 
+class Circuit:
+    """Shared by every run of one sink: after `threshold` runs in a row gave up because Pluto could not be
+    reached, further requests fail at once for `cooldown` seconds instead of hammering a dead server."""
+
+    def __init__(self, threshold: int = 2, cooldown: float = 60.0) -> None:
+        self.threshold = threshold
+        self.cooldown = cooldown
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._opened_at: float | None = None
+        self._last = ""
+
+    def check(self) -> None:
+        with self._lock:
+            if self._opened_at is None:
+                return
+            if time.monotonic() - self._opened_at < self.cooldown:
+                raise PlutoError(f"{self._last} (not retried: {self._failures} runs in a row could not reach "
+                                 f"Pluto; waiting {self.cooldown:g} s before trying again)")
+            self._opened_at = None  # half-open: let one request through
+
+    def unreachable(self, problem: str) -> None:
+        with self._lock:
+            self._failures += 1
+            self._last = problem
+            if self._failures >= self.threshold:
+                self._opened_at = time.monotonic()
+
+    def reached(self) -> None:
+        with self._lock:
+            self._failures = 0
+            self._opened_at = None
+
+
 class Transport:
     """Requests against one Pluto deployment with one API key."""
 
@@ -59,8 +93,10 @@ class Transport:
         timeout: float,
         verify_tls: bool = True,
         cancel: threading.Event | None = None,
+        circuit: Circuit | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.circuit = circuit or Circuit()
         self.policy = policy
         self.cancel = cancel or threading.Event()
         self._client = httpx.Client(
@@ -98,6 +134,7 @@ class Transport:
         """
         limit = self.policy.retries if retries is None else retries
         attempt = 0
+        self.circuit.check()
         while True:
             self._check_cancel()
             body = content() if callable(content) else content
@@ -118,6 +155,7 @@ class Transport:
                 retry_after = None
                 status = None
             else:
+                self.circuit.reached()
                 if response.status_code in (200, 201):
                     return response
                 status = response.status_code
@@ -128,6 +166,8 @@ class Transport:
             attempt += 1
             if attempt > limit:
                 suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
+                if status is None:
+                    self.circuit.unreachable(problem)
                 raise PlutoError(problem + suffix, status)
             self._sleep(self.policy.delay(attempt, retry_after))
             if landed is not None and landed():
