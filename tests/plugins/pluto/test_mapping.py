@@ -305,3 +305,10 @@ def test_fork_points_at_the_loaded_parent_and_its_step(fake_pluto, tmp_path):
     assert f.fork_run_id == p.id and f.fork_step == 5  # parent plan: scale 10
     assert sorted(f.metric("m")) == [10, 20] and f.config["_migrate"]["step_scale"] == 10
     assert "parent" not in json.dumps(f.config.get("cfg", {}))
+
+
+def test_blank_names_and_pre_1970_times_have_a_clear_outcome(fake_pluto, tmp_path):
+    run, report = loaded(fake_pluto, tmp_path, "R-1", series("R-1", " ", [0, 1_000_000], [1.0, 2.0], [-5, 10]))
+    assert run.config["_migrate"]["names"] == {"%20": " "}
+    assert run.metric("%20") == {0: (1.0, 0), 1: (2.0, 10)}
+    assert report.losses == {"points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)": 1}

@@ -43,11 +43,12 @@ def test_merged_plan_is_at_least_as_fine():
 
 
 def test_name_encoding_is_injective_and_keeps_printable_ascii():
-    samples = ["a/b c", "é", "%C3%A9", "%", "a%b", "ü/x", "", "x\ny", "✓"]
+    samples = ["a/b c", "é", "%C3%A9", "%", "a%b", "ü/x", "", "x\ny", "✓", " ", "%20", "  "]
     encoded = [names.encode_name(s) for s in samples]
     assert len(set(encoded)) == len(samples)
     assert all(all(" " <= ch <= "~" for ch in e) for e in encoded)
     assert names.encode_name("a/b c") == "a/b c"
+    assert all(e.strip() for e in encoded)  # Pluto refuses blank names
 
 
 def test_external_ids_are_never_bare_and_stay_bounded():

@@ -376,7 +376,11 @@ class RunLoader:
         units = step_units(step)
         ts = rows["timestamp"].combine_chunks()
         times = pc.cast(ts.cast(TIMESTAMP_TYPE), pa.int64()).fill_null(self.fallback_ms)
-        times_np = np.maximum(times.to_numpy(zero_copy_only=False), 0)
+        times_np = times.to_numpy(zero_copy_only=False)
+        early = int((times_np < 0).sum())
+        if early:
+            self.ctx.report.lost("points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)", early)
+            times_np = np.maximum(times_np, 0)
         steps = np.where(units - self.plan.offset_units >= 0, units - self.plan.offset_units, 0) // self.plan.divisor
         return steps.astype(np.uint64), times_np.astype(np.int64), has_step
 

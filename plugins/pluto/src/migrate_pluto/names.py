@@ -42,13 +42,14 @@ def project_name(project_id: str, configured: str | None) -> str:
 
 def encode_name(name: str) -> str:
     """Printable ASCII stays; any other character (and `%`) becomes %XX of its UTF-8 bytes."""
-    if name and _SAFE.match(name):
+    blank = not name.strip()  # Pluto refuses blank names: encode every character of one
+    if not blank and _SAFE.match(name):
         return name
     if not name:
         return "%00empty"
     out = []
     for ch in name:
-        if " " <= ch <= "~" and ch != "%":
+        if " " <= ch <= "~" and ch != "%" and not blank:
             out.append(ch)
         else:
             out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
