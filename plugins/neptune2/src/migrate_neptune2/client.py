@@ -44,7 +44,7 @@ class ClientSettings:
     token_env: str = "NEPTUNE_API_TOKEN"
     requests_per_minute: int = 1000
     burst: int = 50
-    max_connections: int = 16
+    max_connections: int = 32
     timeout: float = 60.0
     retry_budget: float = 120.0
     backoff: float = 0.5

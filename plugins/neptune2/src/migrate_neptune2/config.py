@@ -37,7 +37,8 @@ class Neptune2Config(PluginConfig):
                                                             "as lost instead of failing its run.")
     requests_per_minute: int = Field(1000, ge=0, description="Client-side rate limit for all workers together "
                                                              "(Neptune documents 1000/min per user; 0 = off).")
-    max_connections: int = Field(16, ge=1, description="HTTP connections kept open to the server.")
+    max_connections: int = Field(32, ge=1, description="HTTP keep-alive connections to the server (workers x "
+                                                        "series_prefetch requests can be in flight).")
     timeout: float = Field(60.0, gt=0, description="Seconds to wait for one response.")
     retry_budget: float = Field(120.0, gt=0, description="Seconds one request may keep being retried "
                                                          "(5xx, 429, dropped connections).")
