@@ -280,3 +280,11 @@ def test_unknown_attribute_types_are_counted(fake_neptune2, tmp_path):
     assert outcomes["PROJ-1"].status == "ok"
     assert report.losses == {"attributes of type 'complexPlot' (unknown to the 2.x source)": 1}
     source.close()
+
+
+def test_short_lived_access_tokens_are_refreshed(migrate, declared, fake_neptune2, monkeypatch):
+    fake_neptune2.access_token_ttl = 1  # every request finds the token about to expire
+    monkeypatch.setenv("NEPTUNE_API_TOKEN", fake_neptune2.make_api_token())  # fresh: no cached session
+    result = export(migrate, "-p", "ws/proj", "--json")
+    assert result.code == 0, result.err
+    assert fake_neptune2.count("oauthRefresh") > 1

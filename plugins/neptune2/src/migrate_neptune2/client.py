@@ -202,8 +202,8 @@ class Neptune2Client:
             self.limiter.acquire(cancelled)
             wait: float | None = None
             failure = ""
+            self._refresh_if_needed()
             try:
-                self.auth.refresh_token_if_needed()
                 with self._count_lock:
                     self.request_count += 1
                 response = self.session.request(
@@ -243,6 +243,15 @@ class Neptune2Client:
                     f"{attempt} attempts; giving up"
                 )
             _sleep(wait, cancelled)
+
+    def _refresh_if_needed(self) -> None:
+        """The client's OAuth refresh (it retries connection errors itself, for NEPTUNE_RETRIES_TIMEOUT)."""
+        try:
+            self.auth.refresh_token_if_needed()
+        except Exception as exc:
+            if type(exc).__name__ == "NeptuneInvalidApiTokenException":
+                raise AuthError(f"Neptune no longer accepts the API token in ${self.settings.token_env}") from None
+            raise Neptune2Error(f"refreshing the Neptune access token failed: {type(exc).__name__}") from None
 
     def json(self, op: str, params: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
         response = self.request(op, params, **kwargs)
