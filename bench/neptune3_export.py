@@ -1,8 +1,9 @@
 """neptune3 export: one run of >= 10M float points and a project of 1000 small runs, from the fake Neptune 3.x.
 
 Prints points/s, requests and peak RSS of our source (through the orchestrator into local_fs parquet), next to:
-- floor: the same series/float page requests through neptune-query with nothing done to the answers
-  (HTTP + the fake + protobuf parsing). ours/floor near 1 means the fake, not our code, limits throughput;
+- floor: the same series/float page requests through neptune-query's call chain, answers parsed by the
+  protobuf runtime and dropped (HTTP + the fake + the parse every neptune-query user pays). ours/floor
+  near 1 would mean the fake, not our code, limits throughput;
 - public API: what today's exporter does, `neptune_query.runs.fetch_metrics(include_time="absolute")` per run
   (16 runs per call for the small runs), converted column-wise to the same rows. It builds the whole
   frame in memory, so its big run is capped at --baseline-points (default 2M) to keep the machine alive;
@@ -108,6 +109,7 @@ def _floor(project: str, page_points: int) -> tuple[int, int, int]:
     like ours for a big series)."""
     from migrate_neptune3.client import Neptune3Client
     from migrate_neptune3.source import LIST_ATTRIBUTES
+    from neptune_query.internal.retrieval.metrics import ProtoFloatSeriesValuesResponseDTO
 
     client = Neptune3Client(os.environ["NEPTUNE_API_TOKEN"], "NEPTUNE_API_TOKEN")
     points = runs = 0
@@ -123,8 +125,9 @@ def _floor(project: str, page_points: int) -> tuple[int, int, int]:
                     "lineage": "NONE", "lineageEntityType": "RUN", "includePreview": True}}
                 if after is not None:
                     req["afterStep"] = after
-                dto = client.float_series_page({"requests": [req], "stepRange": {"from": None, "to": None},
-                                                "order": "ascending", "perSeriesPointsLimit": page_points})
+                raw = client.float_series_raw({"requests": [req], "stepRange": {"from": None, "to": None},
+                                               "order": "ascending", "perSeriesPointsLimit": page_points})
+                dto = ProtoFloatSeriesValuesResponseDTO.FromString(raw)
                 values = dto.series[0].series.values if dto.series else []
                 points += len(values)
                 if len(values) < page_points:

@@ -57,3 +57,21 @@ def test_long_regular_runs_with_rare_changes() -> None:
     points = [(T + i, float(i), 0.0 if i % 997 == 0 else 1.5, i % 1500 == 7, 0.5 if i % 1500 == 7 else 1.0)
               for i in range(20_000)]
     same(series(points))
+
+
+def test_raw_answer_with_several_series_equals_the_runtime_parse() -> None:
+    from migrate_neptune3.floatwire import decode_response
+
+    answer = ProtoFloatSeriesValuesResponseDTO()
+    for request_id, n in (("0", 3), ("1", 0), ("2", 70_000)):
+        item = answer.series.add(requestId=request_id)
+        item.series.total_item_count = n
+        for i in range(n):
+            item.series.values.add(timestamp_millis=T + i, step=i / 4, value=1.0 / (i + 1), completion_ratio=1.0)
+    got = decode_response(answer.SerializeToString(), ProtoFloatSeriesValuesResponseDTO)
+    assert [request_id for request_id, _ in got] == ["0", "1", "2"]
+    for (_, cols), item in zip(got, answer.series, strict=True):
+        for a, b in zip(cols, decode_slow(item.series.values), strict=True):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+    with pytest.raises(ValueError, match="unreadable series/float answer"):
+        decode_response(b"\x0a\x05\x0a\x01", ProtoFloatSeriesValuesResponseDTO)  # truncated

@@ -32,6 +32,7 @@ from neptune_query.internal.retrieval import search as nq_search
 from neptune_query.internal.retrieval import series as nq_series
 
 from .errors import AuthError, Neptune3Error, ProjectError
+from .floatwire import decode_dto, decode_response
 
 T = TypeVar("T")
 DEFAULT_RETRY_BUDGET = 300
@@ -229,8 +230,27 @@ class Neptune3Client:
                 return
             params = {**params, "nextPage": {"limit": limit, "nextPageToken": token}}
 
-    def float_series_page(self, params: dict[str, Any]) -> Any:
-        return self._call("float series read", lambda: nq_metrics._fetch_metrics_page(self.http, params))
+    def float_series_page(self, params: dict[str, Any]) -> list[tuple[str, Any]]:
+        """(requestId, numpy columns) per series of one series/float answer, decoded from the raw bytes.
+
+        The request goes through the same neptune-query call chain as its own `_fetch_metrics_page`
+        (metadata header, retries, error mapping); we only skip its protobuf parse of the answer.
+        """
+        if getattr(nq_metrics, "get_multiple_float_series_values_proto", None) is None:  # pragma: no cover
+            dto = self._call("float series read", lambda: nq_metrics._fetch_metrics_page(self.http, params))
+            return [(s.requestId, decode_dto(s.series)) for s in dto.series]
+        return decode_response(self.float_series_raw(params), nq_metrics.ProtoFloatSeriesValuesResponseDTO)
+
+    def float_series_raw(self, params: dict[str, Any]) -> bytes:
+        """The undecoded series/float answer (ProtoFloatSeriesValuesResponseDTO bytes)."""
+        http = self.http
+        raw = nq_metrics.get_multiple_float_series_values_proto
+
+        def fetch() -> bytes:
+            call = nq_metrics.retry.handle_errors_default(nq_metrics.with_neptune_client_metadata(raw.sync_detailed))
+            return call(client=http, body=nq_metrics.FloatTimeSeriesValuesRequest.from_dict(params)).content
+
+        return self._call("float series read", fetch)
 
     def series_page(self, params: dict[str, Any]) -> Any:
         return self._call("series read", lambda: nq_series._fetch_series_page(self.http, params))

@@ -27,6 +27,71 @@ class _Unexpected(Exception):
     pass
 
 
+def decode_response(data: bytes, response_type: Any) -> list[tuple[str, Columns]]:
+    """(requestId, columns) of every series of a raw ProtoFloatSeriesValuesResponseDTO answer.
+
+    The outer framing (a few items) is walked in Python and each item's points are decoded with numpy;
+    anything unexpected goes through `response_type.FromString` instead.
+    """
+    view = memoryview(data)  # slices of a memoryview are views: the points are never copied
+    try:
+        out = []
+        for field, item in _fields(view):
+            if field != 1:
+                continue
+            request_id, points = "", b""
+            for inner_field, value in _fields(item):
+                if inner_field == 1:
+                    request_id = bytes(value).decode("utf-8")
+                elif inner_field == 2:
+                    points = value
+            out.append((request_id, decode_series_bytes(points) if points else _empty()))
+        return out
+    except (_Unexpected, UnicodeDecodeError, IndexError):
+        try:
+            dto = response_type.FromString(data)
+        except Exception as exc:  # the runtime's DecodeError: a corrupt or truncated answer
+            raise ValueError(f"unreadable series/float answer ({len(data)} bytes): {exc}") from None
+        return [(series.requestId, decode_dto(series.series)) for series in dto.series]
+
+
+def _fields(data: memoryview) -> list[tuple[int, memoryview]]:
+    """(field number, bytes) of a message's length-delimited fields; other wire types are skipped."""
+    out = []
+    pos, size = 0, len(data)
+    while pos < size:
+        key, pos = _varint(data, pos)
+        field, wire = key >> 3, key & 7
+        if wire == 2:
+            length, pos = _varint(data, pos)
+            if pos + length > size:
+                raise _Unexpected()
+            out.append((field, data[pos: pos + length]))
+            pos += length
+        elif wire == 0:
+            _, pos = _varint(data, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        else:
+            raise _Unexpected()
+    return out
+
+
+def _varint(data: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        result |= (byte & 0x7F) << shift
+        pos += 1
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise _Unexpected()
+
+
 def decode_dto(series_dto: Any) -> Columns:
     """Columns of a ProtoFloatSeriesValuesDTO (the `series` field of one answer item)."""
     if not len(series_dto.values):
@@ -37,7 +102,7 @@ def decode_dto(series_dto: Any) -> Columns:
         return decode_slow(series_dto.values)
 
 
-def decode_series_bytes(data: bytes) -> Columns:
+def decode_series_bytes(data: bytes | memoryview) -> Columns:
     buf = np.frombuffer(data, dtype=np.uint8)
     pos = 0
     size = len(buf)
@@ -56,7 +121,7 @@ def decode_series_bytes(data: bytes) -> Columns:
         layout = _layout(buf, pos + 2, pos + 2 + length)
         record = length + 2
         available = (size - pos) // record
-        n, window = 0, 64
+        n, window = 0, (available if rounds == 0 else 64)  # first try the whole page at once
         while n < available:  # check growing windows: linear in the run's length, not in the page's
             stop = min(available, n + window)
             block = buf[pos + n * record: pos + stop * record].reshape(stop - n, record)
@@ -71,7 +136,7 @@ def decode_series_bytes(data: bytes) -> Columns:
         decoded += n
         if rounds > 16 and decoded < rounds * 64:  # layouts keep changing: the runtime is faster
             raise _Unexpected()
-        parts.append(_decode_block(buf[pos: pos + n * record].reshape(n, record), layout))
+        parts.append(_decode_block(buf, pos, n, record, layout))
         pos += n * record
     if not parts:
         return _empty()
@@ -119,31 +184,34 @@ def _layout(buf: np.ndarray, start: int, end: int) -> list[tuple[int, int, str, 
     return fields
 
 
-def _decode_block(block: np.ndarray, layout: list[tuple[int, int, str, int]]) -> Columns:
-    n = len(block)
+def _decode_block(buf: np.ndarray, start: int, n: int, record: int,
+                  layout: list[tuple[int, int, str, int]]) -> Columns:
+    """Columns of `n` records of one layout starting at buf[start], read through strided views."""
     ts = np.zeros(n, dtype=np.int64)
     steps = np.zeros(n, dtype=np.float64)
     values = np.zeros(n, dtype=np.float64)
     preview = np.zeros(n, dtype=np.bool_)
     completion = np.zeros(n, dtype=np.float32)
+    end = start + n * record
     for offset, field, kind, width in layout:
-        raw = block[:, offset: offset + width]
+        at = start + offset
         if kind == "varint":
             acc = np.zeros(n, dtype=np.uint64)
             for j in range(width):
-                acc |= (raw[:, j] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
+                acc |= (buf[at + j: end: record] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
             if field == 1:
                 ts = acc.view(np.int64)
             else:
                 preview = acc != 0
-        elif kind == "f64":
-            col = np.ascontiguousarray(raw).view("<f8").reshape(n)
+        else:
+            dtype = "<f8" if kind == "f64" else "<f4"
+            col = np.ndarray(shape=(n,), dtype=dtype, buffer=buf, offset=at, strides=(record,))
             if field == 2:
                 steps = col.astype(np.float64)
-            else:
+            elif field == 3:
                 values = col.astype(np.float64)
-        else:
-            completion = np.ascontiguousarray(raw).view("<f4").reshape(n).astype(np.float32)
+            else:
+                completion = col.astype(np.float32)
     return ts, steps, values, preview, completion
 
 

@@ -9,6 +9,7 @@ server's `searchAfter` tokens. Nothing is accumulated per series: each page beco
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +18,6 @@ import pyarrow as pa
 from migrate_core.format import HISTOGRAM_TYPE, make_batch, steps_from_float, timestamps_ms
 
 from .client import Neptune3Client
-from .floatwire import decode_dto
 
 PREVIEW_SUFFIX = "@preview"
 COMPLETION_SUFFIX = "@preview_completion"
@@ -49,22 +49,32 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
         }
         for i, name in enumerate(attributes)
     }
-    while pending:
-        limit = max(1, page_points // len(pending))
-        params = {"requests": list(pending.values()), "stepRange": {"from": None, "to": None},
+    def ask(requests: dict[str, dict[str, Any]]) -> tuple[int, Future[list[tuple[str, Any]]]]:
+        limit = max(1, page_points // len(requests))
+        params = {"requests": list(requests.values()), "stepRange": {"from": None, "to": None},
                   "order": "ascending", "perSeriesPointsLimit": limit}
-        dto = client.float_series_page(params)
-        following: dict[str, dict[str, Any]] = {}
-        for series in dto.series:
-            request = pending.get(series.requestId)
-            if request is None:
-                continue
-            page = decode_dto(series.series)
-            if len(page[0]):
-                yield FloatPage(request["series"]["attribute"], *page)
-            if len(page[0]) >= limit:
-                following[series.requestId] = {**request, "afterStep": float(page[1][-1])}
-        pending = following
+        return limit, prefetch.submit(client.float_series_page, params)
+
+    # one request in flight while the previous answer is decoded and written: the server works meanwhile
+    with ThreadPoolExecutor(1, thread_name_prefix="neptune3-prefetch") as prefetch:
+        limit, answer = ask(pending)
+        while True:
+            pages = []
+            following: dict[str, dict[str, Any]] = {}
+            for request_id, page in answer.result():
+                request = pending.get(request_id)
+                if request is None:
+                    continue
+                if len(page[0]):
+                    pages.append(FloatPage(request["series"]["attribute"], *page))
+                if len(page[0]) >= limit:
+                    following[request_id] = {**request, "afterStep": float(page[1][-1])}
+            if following:
+                pending = following
+                limit, answer = ask(pending)
+            yield from pages
+            if not following:
+                return
 
 
 def float_batches(project_id: str, run_id: str, page: FloatPage, previews: bool) -> tuple[list[pa.RecordBatch], int]:
