@@ -165,3 +165,31 @@ def test_since_until_window(migrate):
         "DEMO-2": "skip (already exported (use --refresh for changed runs, --force for all))", "DEMO-3": "export"}
     bad = migrate("export", "--source", "demo", "--since", "yesterday")
     assert bad.code == 2 and "run.since" in bad.err
+
+
+def test_source_flags_map_to_the_chosen_sources_table(migrate):
+    unsupported = migrate("export", "--source", "demo", "--query", "`sys/id`:string = \"X\"")
+    assert unsupported.code == 2 and "--query is not supported by source 'demo'" in unsupported.err
+    shown = migrate("config", "show", "--json", "--source", "neptune2").json()
+    assert shown["source"]["neptune2"]["trashed"] == "exclude"
+
+
+def test_source_flags_reach_neptune_sources(migrate, monkeypatch):
+    from migrate_core import cli
+
+    seen = {}
+    real = cli.Session.build
+
+    def spy(self, kind, name):
+        if kind == "source":
+            seen.update(self.config.table("source", name))
+            raise cli.UsageError("stop here")
+        return real(self, kind, name)
+
+    monkeypatch.setattr(cli.Session, "build", spy)
+    migrate("export", "--source", "neptune2", "--query", "`a`:int > 1", "--archived", "include",
+            "--classes", "parameters", "--classes", "metrics", "--skip-failed-attributes")
+    assert seen == {"query": "`a`:int > 1", "trashed": "include", "classes": ["parameters", "metrics"],
+                    "skip_failed_attributes": True}
+    migrate("export", "--source", "neptune3", "--archived", "only")
+    assert seen["archived"] == "only"

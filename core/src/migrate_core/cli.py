@@ -79,10 +79,38 @@ SinceOpt = Annotated[
     str | None,
     typer.Option("--since", help="Only runs modified at/after this ISO time (UTC if no zone).", show_default=False),
 ]
+QueryOpt = Annotated[
+    str | None, typer.Option("--query", help="Server-side filter (Neptune NQL) for sources that take one.",
+                             show_default=False)
+]
+ClassesOpt = Annotated[
+    list[str] | None,
+    typer.Option("--classes", help="Attribute classes to export, e.g. parameters, metrics, series, files "
+                 "(repeatable; default all).", show_default=False),
+]
+ArchivedOpt = Annotated[
+    str | None,
+    typer.Option("--archived", help="Archived/trashed runs: exclude (default), include or only.", show_default=False),
+]
+SkipFailedOpt = Annotated[
+    bool,
+    typer.Option("--skip-failed-attributes", help="Lossy: export a run even if some attributes fail to fetch "
+                 "(each is counted in the report); default: the run fails."),
+]
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Only runs modified before this ISO time.", show_default=False)
 ]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Load runs whose last load failed.")]
+
+
+# Source options that several sources share, as first-class flags: flag -> candidate keys in the chosen
+# source's table (the first one its config model has). Anything else: --set source.<name>.<key>=...
+SOURCE_FLAG_KEYS: dict[str, tuple[str, ...]] = {
+    "query": ("query",),
+    "classes": ("classes",),
+    "archived": ("archived", "trashed"),
+    "skip_failed_attributes": ("skip_failed_attributes",),
+}
 
 
 @dataclass
@@ -102,7 +130,9 @@ class Options:
     since: str | None = None
     until: str | None = None
 
-    def flags(self, storage_name: str | None = None) -> dict[str, Any]:
+    source_flags: dict[str, Any] | None = None  # flag name -> value, for the chosen source's own table
+
+    def flags(self, storage_name: str | None = None, source_keys: dict[str, str] | None = None) -> dict[str, Any]:
         flags: dict[str, Any] = {
             "run.source": self.source,
             "run.storage": self.storage,
@@ -118,6 +148,8 @@ class Options:
         if storage_name:
             flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
             flags[f"storage.{storage_name}.files_path"] = str(self.files_path) if self.files_path else None
+        for flag, key in (source_keys or {}).items():
+            flags[key] = (self.source_flags or {})[flag]
         return flags
 
 
@@ -128,10 +160,26 @@ class Session:
         self.options = options
         self.registry: Registry = discover(EXTRA_PLUGINS)
         first = cfg.load(options.config, options.sets, options.flags())
-        storage_name = first.run_config().storage
-        self.config = cfg.load(options.config, options.sets, options.flags(storage_name))
+        first_run = first.run_config()
+        source_keys = self._source_keys(first_run.source)
+        self.config = cfg.load(options.config, options.sets, options.flags(first_run.storage, source_keys))
         self.run = self.config.run_config()
         self._validate_plugin_tables()
+
+    def _source_keys(self, source: str) -> dict[str, str]:
+        """Map source flags (--query, --classes, ...) to keys of the chosen source's config table."""
+        given = {k: v for k, v in (self.options.source_flags or {}).items() if v not in (None, False, [], ())}
+        if not given:
+            return {}
+        fields = self.registry.get("source", source).config_model.model_fields
+        keys = {}
+        for flag in given:
+            key = next((k for k in SOURCE_FLAG_KEYS[flag] if k in fields), None)
+            if key is None:
+                option = "--" + flag.replace("_", "-")
+                raise UsageError(f"{option} is not supported by source {source!r}")
+            keys[flag] = f"source.{source}.{key}"
+        return keys
 
     def _validate_plugin_tables(self) -> None:
         failed = {f.name for f in self.registry.failed}
@@ -199,6 +247,7 @@ def _options(**kwargs: Any) -> Options:
         files_path=kwargs.get("files_path"),
         since=kwargs.get("since"),
         until=kwargs.get("until"),
+        source_flags={flag: kwargs.get(flag) for flag in SOURCE_FLAG_KEYS},
     )
 
 
@@ -335,6 +384,10 @@ def export(
     files_path: FilesPathOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    query: QueryOpt = None,
+    classes: ClassesOpt = None,
+    archived: ArchivedOpt = None,
+    skip_failed_attributes: SkipFailedOpt = False,
     force: ForceOpt = False,
     refresh: RefreshOpt = False,
     dry_run: DryRunOpt = False,
@@ -381,6 +434,10 @@ def run(
     files_path: FilesPathOpt = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
+    query: QueryOpt = None,
+    classes: ClassesOpt = None,
+    archived: ArchivedOpt = None,
+    skip_failed_attributes: SkipFailedOpt = False,
     force: ForceOpt = False,
     refresh: RefreshOpt = False,
     retry_failed: RetryOpt = False,
