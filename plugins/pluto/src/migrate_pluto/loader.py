@@ -25,7 +25,7 @@ from . import encode, names
 from .errors import PlutoError
 from .params import RunMeta, run_meta
 from .pipeline import Pipeline
-from .scan import Scan, kind_of, plain_identity, plain_strings, scan
+from .scan import Scan, kind_of, scan, value_mask
 from .settings import PlutoConfig
 from .state import RunState, StateStore
 from .steps import StepPlan, units_of
@@ -340,16 +340,14 @@ class RunLoader:
             if batch.num_rows == 0:
                 continue
             table = pa.Table.from_batches([batch])
-            paths = plain_strings(table["attribute_path"])
-            types = plain_strings(table["attribute_type"])
+            kinds = value_mask_kinds(table["attribute_path"], table["attribute_type"])
             for kind, handler in (("metrics", self._metrics), ("data", self._data), ("logs", self._logs),
                                   ("files", self._files)):
-                mask = self._kind_mask(kind, paths, types)
+                mask = kinds[kind]
                 n = pc.sum(mask).as_py() or 0
                 if not n:
                     continue
-                rows = plain_identity(table.filter(mask))
-                handler(rows, base[kind])
+                handler(table.filter(mask), base[kind])
                 base[kind] += n
             self.ctx.report.add(rows=batch.num_rows)
             self.ctx.progress(batch.num_rows)
@@ -357,17 +355,6 @@ class RunLoader:
         self.state.sent["metrics"] = base["metrics"]
         self._count_series()
         self._save()
-
-    def _kind_mask(self, kind: str, paths: pa.Array, types: pa.Array) -> pa.Array:
-        if kind == "metrics":
-            return pc.equal(types, "float_series")
-        if kind == "files":
-            return pc.is_in(types, pa.array(["file", "file_series", "file_set", "artifact"]))
-        is_string = pc.equal(types, "string_series")
-        is_log = pc.and_(is_string, pc.match_substring_regex(paths, r"^monitoring/(?:.*/)?(stdout|stderr)$"))
-        if kind == "logs":
-            return is_log
-        return pc.or_(pc.and_(is_string, pc.invert(is_log)), pc.equal(types, "histogram_series"))
 
     def _steps_times(self, rows: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         """Pluto steps, ms times, and the mask of rows that have a step."""
@@ -398,7 +385,7 @@ class RunLoader:
         global_no = np.arange(base, base + len(values), dtype=np.int64)
         keep_np = keep.to_numpy(zero_copy_only=False)
         paths = rows["attribute_path"].combine_chunks()
-        encoded_paths = paths.dictionary_encode()
+        encoded_paths = paths if pa.types.is_dictionary(paths.type) else paths.dictionary_encode()
         codes = encoded_paths.indices.to_numpy(zero_copy_only=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
@@ -649,6 +636,20 @@ class RunLoader:
 
             self._upload(index, names.encode_name(path), "value.txt", path, len(data), 0, self.fallback_ms,
                          last=True, caption=path, opener=lambda data=data: io.BytesIO(data), kind="big")
+
+
+def value_mask_kinds(paths: pa.ChunkedArray, types: pa.ChunkedArray) -> dict[str, pa.Array]:
+    """Row masks of the four send streams, computed per distinct (path, type) value."""
+    kind_by_type = {"float_series": "metrics", "histogram_series": "data", "file": "files", "file_series": "files",
+                    "file_set": "files", "artifact": "files"}
+    metrics = value_mask(types, lambda t: kind_by_type.get(t) == "metrics")
+    files = value_mask(types, lambda t: kind_by_type.get(t) == "files")
+    strings = value_mask(types, lambda t: t == "string_series")
+    hist = value_mask(types, lambda t: t == "histogram_series")
+    log_path = value_mask(paths, lambda p: p is not None and kind_of(p, "string_series") == "logs")
+    logs = pc.and_(strings, log_path)
+    data = pc.or_(hist, pc.and_(strings, pc.invert(log_path)))
+    return {"metrics": metrics, "data": data, "logs": logs, "files": files}
 
 
 def _refuse_escaping(path: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 from migrate_core.api import RunReader
@@ -21,8 +22,6 @@ SCAN_COLUMNS = [
     "attribute_path", "attribute_type", "step",
     "int_value", "float_value", "string_value", "bool_value", "datetime_value", "string_set_value",
 ]
-_PARAM_TYPES = pa.array(sorted(PARAMETER_TYPES))
-_SERIES_TYPES = pa.array(sorted(SERIES_TYPES))
 
 
 def kind_of(path: str, type_: str) -> str | None:
@@ -54,6 +53,31 @@ def plain_strings(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return array.cast(pa.string()) if pa.types.is_dictionary(array.type) else array
 
 
+def value_mask(array: pa.Array | pa.ChunkedArray, predicate) -> pa.Array:
+    """`predicate(value)` per row, evaluated once per distinct value of a dictionary-encoded column."""
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    if not pa.types.is_dictionary(array.type):
+        array = pc.dictionary_encode(array)
+    per_value = pa.array([bool(predicate(v)) for v in array.dictionary.to_pylist()], type=pa.bool_())
+    return pc.fill_null(pc.take(per_value, array.indices), False)
+
+
+def pairs_with_counts(paths: pa.Array, types: pa.Array) -> list[tuple[str, str, int]]:
+    """Distinct (path, type) pairs of a batch with their row counts; cheap on dictionary columns."""
+    if pa.types.is_dictionary(paths.type) and pa.types.is_dictionary(types.type):
+        width = max(len(types.dictionary), 1)
+        keys = paths.indices.to_numpy(zero_copy_only=False).astype(np.int64) * width + \
+            types.indices.to_numpy(zero_copy_only=False)
+        unique, counts = np.unique(keys, return_counts=True)
+        p_dict, t_dict = paths.dictionary.to_pylist(), types.dictionary.to_pylist()
+        return [(p_dict[k // width], t_dict[k % width], int(c)) for k, c in zip(unique.tolist(), counts.tolist(),
+                                                                              strict=True)]
+    pairs = pa.Table.from_arrays([plain_strings(paths), plain_strings(types)], ["p", "t"]).group_by(
+        ["p", "t"]).aggregate([([], "count_all")])
+    return list(zip(pairs["p"].to_pylist(), pairs["t"].to_pylist(), pairs["count_all"].to_pylist(), strict=True))
+
+
 def plain_identity(table: pa.Table) -> pa.Table:
     """The table with dictionary-encoded identity columns cast to plain strings."""
     for name in ("project_id", "run_id", "attribute_path", "attribute_type"):
@@ -69,20 +93,17 @@ def scan(reader: RunReader, batch_rows: int) -> Scan:
         if batch.num_rows == 0:
             continue
         result.rows += batch.num_rows
-        types = plain_strings(batch.column("attribute_type"))
-        paths = plain_strings(batch.column("attribute_path"))
-        pairs = pa.Table.from_arrays([paths, types], ["p", "t"]).group_by(["p", "t"]).aggregate([([], "count_all")])
-        for path, type_, count in zip(pairs["p"].to_pylist(), pairs["t"].to_pylist(),
-                                      pairs["count_all"].to_pylist(), strict=True):
+        types = batch.column("attribute_type")
+        for path, type_, count in pairs_with_counts(batch.column("attribute_path"), types):
             if type_ not in PARAMETER_TYPES and kind_of(path, type_) is None:
                 result.unknown_types[type_] = result.unknown_types.get(type_, 0) + count
                 continue
             result.attributes.setdefault(path, type_)
-        is_param = pc.is_in(types, _PARAM_TYPES)
+        is_param = value_mask(types, PARAMETER_TYPES.__contains__)
         if pc.any(is_param).as_py():
             table = pa.Table.from_batches([batch]).filter(is_param)
             params.append(plain_identity(table))
-        is_series = pc.and_(pc.is_in(types, _SERIES_TYPES), pc.is_valid(batch.column("step")))
+        is_series = pc.and_(value_mask(types, SERIES_TYPES.__contains__), pc.is_valid(batch.column("step")))
         if pc.any(is_series).as_py():
             result.planner.add(pc.filter(batch.column("step"), is_series))
     if params:
