@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from importlib.metadata import version
 from typing import Any
 
 import numpy as np
@@ -269,3 +270,23 @@ def test_cancel_between_pages(fake_neptune3: FakeNeptune3, tmp_path):
         source.export_run(run, Selection(), writer, ctx)
     writer.abort()
     assert fake_neptune3.count(r"/series/float$") <= 3
+
+
+# ------------------------------------------------------------------------------------------- discovery
+
+
+@pytest.mark.skipif(tuple(int(p) for p in version("neptune-query").split(".")[:2]) < (1, 10),
+                    reason="neptune-query < 1.10 signs in through the 3.x client config, which the 2.x fake lacks")
+def test_workspace_discovery_with_include_and_exclude(fake_neptune3, monkeypatch):
+    """The project listing is the backend API that Neptune 2.x also serves; the 2.x fake has it."""
+    with FakeNeptune2Server() as backend:
+        for name in ("ws/proj", "ws/scratch", "ws/proj-old", "other/proj"):
+            backend.add_project(name)
+        monkeypatch.setenv("NEPTUNE_API_TOKEN", backend.make_api_token())
+        source = make_source(projects=[], workspaces=["ws"], include=["proj"], exclude=["-old$"])
+        assert source._project_ids(Selection()) == ["ws/proj"]
+
+
+def test_server_without_project_listing_says_so(migrate, fake_neptune3):
+    one_line_error(export(migrate, "--set", 'source.neptune3.workspaces=["fake-workspace"]'),
+                   "this Neptune server offers no project listing (workspace 'fake-workspace')")

@@ -193,6 +193,57 @@ class Neptune3Client:
                 return
             offset += page
 
+    def list_projects(self, workspace: str, page: int = 200) -> list[str]:
+        """Projects of `workspace` visible to the token, via the backend's project listing.
+
+        neptune-query has no call for this; Neptune servers list projects on the backend API that 2.x also
+        uses (`GET /api/backend/v1/projects`), which is what neptune-exporter's `--workspace` relies on. We
+        send it over neptune-query's authenticated HTTP client (5xx, 429 and dropped connections retried).
+        """
+        http = self.http.get_httpx_client()
+        names: list[str] = []
+        offset = 0
+        while True:
+            params = {"organizationIdentifier": workspace, "offset": offset, "limit": page}
+            response = self._get_retried(http, "/api/backend/v1/projects", params, f"project listing of {workspace!r}")
+            if response.status_code == 404:
+                raise ProjectError(f"this Neptune server offers no project listing (workspace {workspace!r}); "
+                                   "name the projects in source.neptune3.projects or with -p")
+            if response.status_code in (401, 403):
+                raise AuthError(f"Neptune refused to list the projects of {workspace!r} for the token in "
+                                f"${self.token_env} (HTTP {response.status_code})")
+            if response.status_code != 200:
+                raise Neptune3Error(f"Neptune project listing of {workspace!r} answered HTTP {response.status_code}")
+            data = response.json()
+            entries = data.get("entries") or []
+            names += [f"{e.get('organizationName') or workspace}/{e.get('name')}" for e in entries]
+            offset += len(entries)
+            if not entries or offset >= int(data.get("matchingItemCount") or 0):
+                return names
+
+    def _get_retried(self, http: Any, path: str, params: dict[str, Any], what: str) -> Any:
+        import time
+
+        import httpx
+
+        budget = float(os.environ.get(RETRY_ENV) or DEFAULT_RETRY_BUDGET)
+        started, delay = time.monotonic(), 0.5
+        while True:
+            self.requests += 1
+            try:
+                response = http.get(path, params=params)
+                if response.status_code != 429 and response.status_code < 500:
+                    return response
+                wait = float(response.headers.get("retry-after") or delay)
+            except httpx.TransportError as exc:
+                if time.monotonic() - started > budget:
+                    raise Neptune3Error(f"Neptune {what} failed: {_one_line(exc)}") from None
+                wait = delay
+            if time.monotonic() - started + wait > budget:
+                raise Neptune3Error(f"Neptune {what} kept failing until the retry budget ran out")
+            time.sleep(wait)
+            delay = min(delay * 2, 30.0)
+
     def attribute_definitions(self, project: str, sys_id: str) -> list[tuple[str, str]]:
         """(name, wire type) of every attribute of one run, paged by token."""
         http = self.http

@@ -16,10 +16,9 @@ class Neptune3Config(PluginConfig):
 
     projects: list[str] = Field(default_factory=list,
                                 description="Projects (workspace/project) to export; -p on the command line wins.")
-    workspace_projects: list[str] = Field(
-        default_factory=list,
-        description="Projects offered for discovery (the 3.x API cannot list a workspace's projects); "
-                    "filtered by `include` / `exclude`.")
+    workspaces: list[str] = Field(default_factory=list,
+                                  description="Export every project of these workspaces that the token can see "
+                                              "(discovery through the backend's project listing).")
     include: list[str] = Field(default_factory=list,
                                description="Regexes: keep only discovered projects matching one of them.")
     exclude: list[str] = Field(default_factory=list, description="Regexes: drop discovered projects matching any.")

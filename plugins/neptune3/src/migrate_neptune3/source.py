@@ -79,13 +79,13 @@ class Neptune3Source(Source):
         elif self.config.projects:
             names = list(self.config.projects)
         else:
-            names = list(self.config.workspace_projects)
+            names = [name for workspace in self.config.workspaces for name in self.client.list_projects(workspace)]
             if self.config.include:
                 names = [n for n in names if any(re.search(p, n) for p in self.config.include)]
             names = [n for n in names if not any(re.search(p, n) for p in self.config.exclude)]
-            if not names and not self.config.workspace_projects:
+            if not self.config.workspaces:
                 raise UsageError("no Neptune project selected: pass -p workspace/project, or set "
-                                 "source.neptune3.projects")
+                                 "source.neptune3.projects or source.neptune3.workspaces")
         for name in names:
             if name.count("/") != 1 or not all(name.split("/")):
                 raise ProjectError(f"project {name!r} is not of the form workspace/project")
