@@ -33,11 +33,12 @@ class Neptune3Config(PluginConfig):
                                                          "ancestors (lineage FULL) instead of only its own points.")
     skip_failed_attributes: bool = Field(False, description="Lossy: an attribute that fails to fetch is counted "
                                                             "as lost instead of failing its run.")
-    attribute_workers: int = Field(4, ge=1, le=64, description="Concurrent series requests within one run.")
+    attribute_workers: int = Field(2, ge=1, le=64, description="Attribute groups read concurrently within one run "
+                                                              "(memory: see docs/neptune3.md).")
     retry_budget: float | None = Field(
         None, gt=0, description="Seconds neptune-query keeps retrying one request (5xx, 429, dropped "
                                 "connections). Default: $NEPTUNE_QUERY_RETRY_SOFT_TIMEOUT if set, else 300.")
-    page_points: int = Field(200_000, ge=1000, le=1_000_000,
+    page_points: int = Field(100_000, ge=1000, le=1_000_000,
                              description="Float points per series request: bounds memory per worker.")
     series_per_request: int = Field(100, ge=1, le=1000, description="Series asked for in one request.")
     runs_page_size: int = Field(1000, ge=1, le=10_000, description="Runs per runs-search page.")

@@ -31,7 +31,7 @@ class Emit:
 
 
 def run_ordered(tasks: Sequence[Callable[[Emit], None]], write: Callable[[pa.RecordBatch], None], *, workers: int,
-                depth: int = 2, cancelled: Callable[[], bool] = lambda: False) -> None:
+                depth: int = 1, cancelled: Callable[[], bool] = lambda: False) -> None:
     if workers <= 1 or len(tasks) <= 1:
         for task in tasks:
             task(Emit(write))
