@@ -33,7 +33,7 @@ class Neptune3Config(PluginConfig):
                                                          "ancestors (lineage FULL) instead of only its own points.")
     skip_failed_attributes: bool = Field(False, description="Lossy: an attribute that fails to fetch is counted "
                                                             "as lost instead of failing its run.")
-    attribute_workers: int = Field(2, ge=1, le=64, description="Attribute groups read concurrently within one run "
+    attribute_workers: int = Field(1, ge=1, le=64, description="Attribute groups read concurrently within one run "
                                                               "(memory: see docs/neptune3.md).")
     retry_budget: float | None = Field(
         None, gt=0, description="Seconds neptune-query keeps retrying one request (5xx, 429, dropped "
