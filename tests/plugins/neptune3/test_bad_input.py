@@ -147,6 +147,14 @@ def test_runs_without_custom_id_archived_and_selection(fake_neptune3: FakeNeptun
     assert by_sys_id == [declared["anon_id"]]
 
 
+def test_query_flag_is_evaluated_by_the_server(migrate, fake_neptune3: FakeNeptune3, declared):
+    result = export(migrate, "-p", PROJECT, "--query", "`params/lr`:float > 0.05", "--classes", "parameters", "--json")
+    assert result.code == 0, result.err
+    assert [r["run_id"] for r in result.json()["runs"]] == ["run-a"]  # lr 0.1; the anonymous run has 0.01
+    query = fake_neptune3.requests_to(r"entries/search")[-1].body["query"]["query"]
+    assert "`params/lr`:float > 0.05" in query and "sys/archived" in query
+
+
 def test_modification_window_is_sent_to_the_server(fake_neptune3: FakeNeptune3):
     from datetime import UTC, datetime
 

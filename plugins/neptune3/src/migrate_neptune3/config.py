@@ -23,6 +23,8 @@ class Neptune3Config(PluginConfig):
                                description="Regexes: keep only discovered projects matching one of them.")
     exclude: list[str] = Field(default_factory=list, description="Regexes: drop discovered projects matching any.")
     api_token_env: str = Field("NEPTUNE_API_TOKEN", description="Env var holding the API token (never the token).")
+    query: str | None = Field(None, description="NQL evaluated by the server, e.g. `cfg/lr`:float > 0.01 "
+                                                "(ANDed with the archived and time filters).")
     classes: list[Class] = Field(default_factory=lambda: list(ALL_CLASSES),
                                  description="Attribute classes: parameters, metrics, series, files.")
     archived: Literal["exclude", "include", "only"] = Field("exclude", description="Archived runs.")

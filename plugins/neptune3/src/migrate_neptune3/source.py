@@ -94,7 +94,7 @@ class Neptune3Source(Source):
     # ------------------------------------------------------------------------------------------ listing
 
     def _query(self, selection: Selection) -> str | None:
-        parts = []
+        parts = [self.config.query.strip()] if self.config.query and self.config.query.strip() else []
         if self.config.archived == "exclude":
             parts.append('`sys/archived`:bool != "True"')
         elif self.config.archived == "only":
