@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -68,18 +68,6 @@ def log_lines(log_type: str, numbers: Sequence[int], times: Sequence[int], messa
         f'{{"time":{t},"message":{json.dumps(m, ensure_ascii=False)},"lineNumber":{n}{tail}'.encode()
         for n, t, m in zip(numbers, times, messages, strict=True)
     ]
-
-
-def chunk_lines(lines: list[bytes], max_bytes: int) -> Iterator[tuple[int, int]]:
-    """(start, end) index ranges whose joined size stays under `max_bytes` (one line may exceed it)."""
-    start, size = 0, 0
-    for i, line in enumerate(lines):
-        if size and size + len(line) > max_bytes:
-            yield start, i
-            start, size = i, 0
-        size += len(line)
-    if start < len(lines):
-        yield start, len(lines)
 
 
 def histogram_payload(edges: Sequence[float], counts: Sequence[float]) -> tuple[str, bool]:

@@ -459,8 +459,7 @@ class RunLoader:
         strings = rows["string_value"].to_pylist()
         hists = rows["histogram_value"].to_pylist()
         ok_step = has_step.to_numpy(zero_copy_only=False)
-        lines: list[bytes] = []
-        numbers: list[int] = []
+        out = _Lines(self, "data")
         approximated = 0
         counts = self.state.counts.setdefault("data", {})
         for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
@@ -485,26 +484,11 @@ class RunLoader:
             counts[name] = counts.get(name, 0) + 1
             if number < self.state.sent["data"]:
                 continue
-            lines.extend(encode.data_lines(name, data_type, [int(steps[i])], [int(times[i])], [payload]))
-            numbers.append(number)
+            out.add(number, encode.data_lines(name, data_type, [int(steps[i])], [int(times[i])], [payload])[0])
         if approximated:
             self.ctx.report.lost("histograms with non-uniform edges drawn as uniform bins "
                                  "(exact edges kept in the payload's `edges`)", approximated)
-        self._send_lines("data", lines, numbers, base + len(paths))
-
-    def _send_lines(self, kind: str, lines: list[bytes], numbers: list[int], batch_end: int) -> None:
-        """Send lines in byte-bounded requests; row numbers advance `sent` past rows that had no line."""
-        ranges = list(encode.chunk_lines(lines, self.config.request_bytes))
-        for j, (a, b) in enumerate(ranges):
-            start = self.state.sent[kind]
-            end = numbers[b] if b < len(numbers) else batch_end
-            if j == len(ranges) - 1:
-                end = batch_end
-            self._tracked(kind, start, end, b"".join(lines[a:b]))
-        if not ranges and self.state.sent[kind] < batch_end:
-            self._pipe.flush()
-            self.state.sent[kind] = batch_end
-            self._save()
+        out.close(base + len(paths))
 
     # ---------------------------------------------------------------- console logs
 
@@ -512,8 +496,7 @@ class RunLoader:
         _steps, times, _has = self._steps_times(rows)
         paths = rows["attribute_path"].to_pylist()
         messages = rows["string_value"].to_pylist()
-        lines: list[bytes] = []
-        numbers: list[int] = []
+        out = _Lines(self, "logs")
         for i, path in enumerate(paths):
             number = base + i
             if messages[i] is None:
@@ -524,10 +507,9 @@ class RunLoader:
             if number < self.state.sent["logs"]:
                 continue
             log_type = "ERROR" if path.endswith("stderr") else "INFO"
-            lines.extend(encode.log_lines(log_type, [line_no], [int(times[i])], [messages[i]]))
-            numbers.append(number)
+            out.add(number, encode.log_lines(log_type, [line_no], [int(times[i])], [messages[i]])[0])
         self.state.counts["logs"] = sum(self._line_numbers.values())
-        self._send_lines("logs", lines, numbers, base + len(paths))
+        out.close(base + len(paths))
 
     # ---------------------------------------------------------------- files
 
@@ -636,6 +618,38 @@ class RunLoader:
 
             self._upload(index, names.encode_name(path), "value.txt", path, len(data), 0, self.fallback_ms,
                          last=True, caption=path, opener=lambda data=data: io.BytesIO(data), kind="big")
+
+
+class _Lines:
+    """NDJSON lines of one tracked kind, sent as soon as they reach `request_bytes` (memory stays bounded
+    whatever the strings weigh). `sent` advances to the row after the last one sent, or to the batch end."""
+
+    def __init__(self, loader: RunLoader, kind: str) -> None:
+        self.loader = loader
+        self.kind = kind
+        self.lines: list[bytes] = []
+        self.size = 0
+        self.last = -1
+
+    def add(self, number: int, line: bytes) -> None:
+        self.lines.append(line)
+        self.size += len(line)
+        self.last = number
+        if self.size >= self.loader.config.request_bytes:
+            self._send(self.last + 1)
+
+    def close(self, batch_end: int) -> None:
+        if self.lines:
+            self._send(batch_end)
+        elif self.loader.state.sent[self.kind] < batch_end:
+            self.loader._pipe.flush()
+            self.loader.state.sent[self.kind] = batch_end
+            self.loader._save()
+
+    def _send(self, end: int) -> None:
+        body = b"".join(self.lines)
+        self.lines, self.size = [], 0
+        self.loader._tracked(self.kind, self.loader.state.sent[self.kind], end, body)
 
 
 def value_mask_kinds(paths: pa.ChunkedArray, types: pa.ChunkedArray) -> dict[str, pa.Array]:
