@@ -285,6 +285,7 @@ def test_file_series_and_file_sets_through_local_fs(fake_pluto, tmp_path):
         ("model", "sub%2Fb.txt", 0, "R-set/model/sub/b.txt", b"bb"),
     ]
     assert not report.losses and report.files == 5
+    assert run.log_names["images/s"] == "IMAGE" and run.log_names["model"] == "ARTIFACT"
 
 
 # ------------------------------------------------------------------------------------------- forks

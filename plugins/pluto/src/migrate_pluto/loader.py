@@ -59,6 +59,7 @@ class RunLoader:
         self._series_last: dict[str, int] = {}
         self._line_numbers: dict[str, int] = {}
         self._file_names: dict[str, set[str]] = {}
+        self._registered: dict[str, str] = {}
 
     # ================================================================== top level
 
@@ -213,14 +214,10 @@ class RunLoader:
     def _register_names(self) -> None:
         by_type: dict[str, list[str]] = {}
         for path, type_ in self.info.attributes.items():
-            log_type = LOG_TYPES.get(type_)
-            if type_ in ("file", "file_series", "file_set", "artifact"):
-                log_type = "ARTIFACT"
+            log_type = LOG_TYPES.get(type_)  # files are registered as they upload (IMAGE or ARTIFACT)
             if log_type is None or kind_of(path, type_) == "logs":
                 continue
             by_type.setdefault(log_type, []).append(self.encoded[path])
-        for path, _value in self.meta.big_strings:
-            by_type.setdefault("TEXT", []).append(names.encode_name(path))
         for log_type, items in sorted(by_type.items()):
             for start in range(0, len(items), 1000):
                 self.http.api_post(
@@ -590,6 +587,12 @@ class RunLoader:
         self.state.pending = pending
         self._save()
         ext = PurePosixPath(file_name).suffix.lower()
+        log_type = "IMAGE" if ext in IMAGE_EXT else ("TEXT" if kind == "big" else "ARTIFACT")
+        if self._registered.get(log_name) != log_type:
+            # images show in Pluto's media panels; registered before the file, so a resume re-registers
+            self.http.api_post("/api/runs/logName/add", {"runId": self.state.pluto_id, "logType": log_type,
+                                                         "logName": [log_name]}, "log name registration")
+            self._registered[log_name] = log_type
         entry = {"fileName": file_name, "fileSize": size, "fileType": ext[1:] or "bin", "time": max(time_ms, 0),
                  "logName": log_name, "step": step, "sampleIndex": 0, "caption": caption}
         urls = self.http.presign([entry], self.state.pluto_id or 0, self.project, "file upload (presign)")
