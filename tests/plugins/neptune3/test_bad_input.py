@@ -298,3 +298,16 @@ def test_workspace_discovery_with_include_and_exclude(fake_neptune3, monkeypatch
 def test_server_without_project_listing_says_so(migrate, fake_neptune3):
     one_line_error(export(migrate, "--set", 'source.neptune3.workspaces=["fake-workspace"]'),
                    "this Neptune server offers no project listing (workspace 'fake-workspace')")
+
+
+def test_runs_deleted_while_listing_do_not_hide_others(fake_neptune3: FakeNeptune3):
+    for i in range(40):
+        fake_neptune3.data.run(f"r{i:02d}", creation_time=T0 + i * 1000)
+    source = make_source(runs_page_size=10)
+    listed = []
+    for run in source.list_runs(Selection()):
+        listed.append(run.run_id)
+        if run.run_id == "r05":  # page 1 is read; delete two runs it held before page 2 is asked for
+            _forget(fake_neptune3, "r01")
+            _forget(fake_neptune3, "r02")
+    assert listed == [f"r{i:02d}" for i in range(40)]  # each exactly once, none skipped

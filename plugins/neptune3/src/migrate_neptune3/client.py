@@ -174,12 +174,19 @@ class Neptune3Client:
     # ---------------------------------------------------------------------------------------- calls
 
     def search_runs(self, project: str, query: str | None, attributes: list[str], page: int) -> Iterator[Any]:
-        """Entries (ProtoAttributesDTO) of the project's runs matching `query`, oldest first, paged by offset."""
+        """Entries (ProtoAttributesDTO) of the project's runs matching `query`, oldest first, paged by offset.
+
+        Oldest first, so runs created during the listing land after the last page instead of shifting it.
+        Pages overlap a little and entries are deduplicated by `sys/id`, so runs deleted during the
+        listing (which shift later offsets down) do not make the next page skip a run.
+        """
         http = self.http
+        overlap = min(50, page // 4)
         offset = 0
+        seen: set[str] = set()
         while True:
             params: dict[str, Any] = {
-                "attributeFilters": [{"path": name} for name in attributes],
+                "attributeFilters": [{"path": name} for name in dict.fromkeys(["sys/id", *attributes])],
                 "pagination": {"limit": page, "offset": offset},
                 "experimentLeader": False,
                 "sorting": {"dir": "ascending", "sortBy": {"name": "sys/creation_time", "type": "datetime"}},
@@ -188,10 +195,15 @@ class Neptune3Client:
                 params["query"] = {"query": query}
             dto = self._call("runs search", lambda p=params: nq_search._fetch_sys_attrs_page(
                 http, p, project_identifier=project), project)
-            yield from dto.entries
+            for entry in dto.entries:
+                sys_id = next((a.string_properties.value for a in entry.attributes if a.name == "sys/id"), None)
+                if sys_id is None or sys_id not in seen:
+                    if sys_id is not None:
+                        seen.add(sys_id)
+                    yield entry
             if len(dto.entries) < page:
                 return
-            offset += page
+            offset += page - overlap
 
     def list_projects(self, workspace: str, page: int = 200) -> list[str]:
         """Projects of `workspace` visible to the token, via the backend's project listing.
