@@ -32,6 +32,7 @@ from .steps import StepPlan, units_of
 from .transport import Transport
 
 CHUNK = 1 << 20
+PRESIGN_FRESH = 50 * 60  # seconds; Pluto presigns uploads for one hour
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg"}
 LOG_TYPES = {"float_series": "METRIC", "string_series": "DATA", "histogram_series": "HISTOGRAM"}
 
@@ -257,7 +258,7 @@ class RunLoader:
                 self.state.sent["logs"] = pending["start"] + landed
             self.state.counts["logs_acked"] = acked + landed
         elif kind in ("files", "big"):
-            if self._file_arrived(pending):
+            if self._file_arrived(pending) or self._resume_upload(pending):
                 self._file_done(pending)
         elif kind == "data":
             self.ctx.report.note(
@@ -582,8 +583,8 @@ class RunLoader:
         if kind == "files":
             self._pipe.flush()
         self._beat()
-        pending = {"kind": kind, "row": number, "logName": log_name, "fileName": file_name, "size": size,
-                   "last": last}
+        pending: dict[str, Any] = {"kind": kind, "row": number, "logName": log_name, "fileName": file_name,
+                                   "size": size, "last": last, "rel": rel}
         self.state.pending = pending
         self._save()
         ext = PurePosixPath(file_name).suffix.lower()
@@ -599,7 +600,17 @@ class RunLoader:
         url = urls.get(file_name)
         if not url:
             raise PlutoError(f"Pluto's presign answer has no URL for {file_name!r}")
+        # a load killed during the upload PUTs to this URL on resume instead of presigning again
+        # (every presign adds a file row in Pluto)
+        pending.update(url=url, presigned=time.time())
+        self._save()
+        self._put(url, opener, size, ext)
+        self._file_done(pending)
+        self.state.pending = None
+        self._save()
+        self.ctx.report.add(files=1, bytes=size)
 
+    def _put(self, url: str, opener: Callable[[], IO[bytes]], size: int, ext: str) -> None:
         def chunks() -> Iterator[bytes]:
             with opener() as handle:
                 while chunk := handle.read(CHUNK):
@@ -607,10 +618,26 @@ class RunLoader:
 
         headers = {"Content-Type": _mime(ext), "Content-Length": str(size)}
         self.http.request("PUT", url, "file upload", content=chunks, headers=headers, auth=False)
-        self._file_done(pending)
-        self.state.pending = None
-        self._save()
-        self.ctx.report.add(files=1, bytes=size)
+
+    def _resume_upload(self, pending: dict[str, Any]) -> bool:
+        """PUT an interrupted upload to the URL presigned for it, while that URL is fresh (presigned
+        URLs live an hour). True when the file is now stored."""
+        if not pending.get("url") or time.time() - float(pending.get("presigned") or 0) > PRESIGN_FRESH:
+            return False
+        if pending["kind"] == "big":
+            import io
+
+            data = self.meta.big_strings[pending["row"]][1].encode("utf-8")
+            opener: Callable[[], IO[bytes]] = lambda: io.BytesIO(data)  # noqa: E731
+        else:
+            opener = lambda: self.reader.open_file(pending["rel"])  # noqa: E731
+        ext = PurePosixPath(pending["fileName"]).suffix.lower()
+        try:
+            self._put(pending["url"], opener, int(pending["size"]), ext)
+        except PlutoError as exc:
+            self.ctx.report.note(f"resuming the upload of {pending['fileName']!r} failed ({exc}); presigning again")
+            return False
+        return True
 
     def _upload_big_strings(self) -> None:
         for index, (path, value) in enumerate(self.meta.big_strings):
