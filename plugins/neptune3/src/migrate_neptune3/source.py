@@ -156,7 +156,10 @@ class Neptune3Source(Source):
         for name, wire in definitions:
             cls = CLASS_OF.get(wire)
             if cls is None:
-                ctx.report.lost(f"attributes of type {wire!r} (unknown to the 3.x source)")
+                if wire == "experimentState":  # sys/state: its value has no field in the 3.x query answers
+                    ctx.report.lost("run state values (experimentState: the 3.x query API serves no value)")
+                else:
+                    ctx.report.lost(f"attributes of type {wire!r} (unknown to the 3.x source)")
                 continue
             if cls not in classes or not selection.wants_attribute(name):
                 continue
