@@ -56,7 +56,8 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
         return limit, prefetch.submit(client.float_series_page, params)
 
     # one request in flight while the previous answer is decoded and written: the server works meanwhile
-    with ThreadPoolExecutor(1, thread_name_prefix="neptune3-prefetch") as prefetch:
+    prefetch = ThreadPoolExecutor(1, thread_name_prefix="neptune3-prefetch")
+    try:
         limit, answer = ask(pending)
         while True:
             pages = []
@@ -75,6 +76,9 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
             yield from pages
             if not following:
                 return
+    finally:
+        # on cancel or failure, do not wait for a prefetched answer nobody will read
+        prefetch.shutdown(wait=False, cancel_futures=True)
 
 
 def float_batches(project_id: str, run_id: str, page: FloatPage, previews: bool) -> tuple[list[pa.RecordBatch], int]:
