@@ -200,3 +200,30 @@ def test_kill_9_then_rerun_equals_one_uninterrupted_load(killable, path, skip):
     if skip == 1:  # once: a forced re-run of completed runs sends nothing new
         again = subprocess.run([*load_args, "--force"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
         assert again.returncode == 0 and _snapshots(srv, project) == got
+
+
+def test_a_long_string_parameter_interrupted_mid_upload_resumes_to_the_same_url(fake_pluto, tmp_path, monkeypatch):
+    def storage(name):
+        return neptune_storage(tmp_path / name, [MemoryRun(P, "R-1", pa.Table.from_batches([
+            params("R-1", [("cfg/blob", "string", "string_value", "z" * 5000),
+                           ("sys/creation_time", "datetime", "datetime_value", datetime(2024, 1, 1, tzinfo=UTC)),
+                           ("sys/modification_time", "datetime", "datetime_value", datetime(2024, 1, 2, tzinfo=UTC))])
+        ]))])
+
+    load(make_sink(fake_pluto, project="ref", max_config_string=100), storage("ref"), P, "R-1")
+    original = Transport.request
+
+    def crashing(self, method, url, what, **kwargs):
+        if method == "PUT":
+            raise Killed()
+        return original(self, method, url, what, **kwargs)
+
+    victim = storage("victim")
+    with monkeypatch.context() as m:
+        m.setattr(Transport, "request", crashing)
+        with pytest.raises(Killed):
+            load(make_sink(fake_pluto, project="victim", max_config_string=100), victim, P, "R-1")
+    presigns = fake_pluto.count("POST /files")
+    load(make_sink(fake_pluto, project="victim", max_config_string=100), victim, P, "R-1")
+    assert fake_pluto.count("POST /files") == presigns  # resumed to the saved URL, not presigned again
+    assert snapshot(fake_pluto, "victim", f"neptune:{P}:R-1") == snapshot(fake_pluto, "ref", f"neptune:{P}:R-1")
