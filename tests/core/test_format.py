@@ -93,3 +93,20 @@ def test_absent_parameter_rows_are_dropped_but_null_series_points_are_not():
     table, dropped = drop_absent(pa.Table.from_batches([batch]))
     assert dropped == 1
     assert table["attribute_path"].to_pylist() == ["cfg/a", "m"]
+
+
+def test_manifest_stats_single_attribute_fast_path_equals_group_by():
+    from migrate_core.manifest import AttributeStats
+
+    k = np.arange(10, dtype=np.int64)
+    values = np.linspace(0, 1, 10)
+    values[0] = np.nan
+    one = make_batch("p", "r", "m", "float_series", 10, step=steps_from_units(k * 250_000 - 1_000_000),
+                     float_value=values)
+    mixed = pa.Table.from_batches([one, make_batch("p", "r", "x", "int", 1, int_value=[7])])
+    fast, slow = AttributeStats(), AttributeStats()
+    fast.update(pa.Table.from_batches([one]))
+    fast.update(pa.Table.from_batches([make_batch("p", "r", "x", "int", 1, int_value=[7])]))
+    slow.update(mixed)
+    assert fast.as_json() == slow.as_json()
+    assert fast.as_json()["m"]["step_min"] == "-1" and fast.as_json()["m"]["rows"] == 10

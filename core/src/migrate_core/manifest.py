@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from . import __version__
 from .format import VALUE_COLUMN
@@ -61,12 +62,41 @@ class AttributeStats:
         if table.num_rows == 0:
             return
         self.rows += table.num_rows
+        single = self._single_attribute(table)
+        if single is not None:
+            self._merge(single)
+            return
         aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max")]
         aggregations += [(column, "first") for column in _FIRST_LAST_COLUMNS]
         aggregations += [(column, "last") for column in _FIRST_LAST_COLUMNS]
         grouped = table.group_by(["attribute_path", "attribute_type"], use_threads=False).aggregate(aggregations)
         for row in grouped.to_pylist():
             self._merge(row)
+
+    @staticmethod
+    def _single_attribute(table: pa.Table) -> dict[str, Any] | None:
+        """The aggregate row for a batch of one attribute (the common case: sources write series by
+        series), computed with a few scalar kernels instead of a hash group-by over six columns."""
+        paths, types = table.column("attribute_path"), table.column("attribute_type")
+        path, type_ = paths[0].as_py(), types[0].as_py()
+        if path is None or type_ is None:
+            return None
+        if not (pc.all(pc.equal(paths, path)).as_py() and pc.all(pc.equal(types, type_)).as_py()):
+            return None
+        steps = pc.min_max(table.column("step"))
+        row: dict[str, Any] = {
+            "attribute_path": path,
+            "attribute_type": type_,
+            "count_all": table.num_rows,
+            "step_min": steps["min"].as_py(),
+            "step_max": steps["max"].as_py(),
+        }
+        column = VALUE_COLUMN.get(type_)
+        if column in _FIRST_LAST_COLUMNS:
+            values = table.column(column)
+            row[f"{column}_first"] = pc.first(values).as_py()
+            row[f"{column}_last"] = pc.last(values).as_py()
+        return row
 
     def _merge(self, row: dict[str, Any]) -> None:
         path, type_ = row["attribute_path"], row["attribute_type"]
