@@ -166,3 +166,13 @@ def test_a_dead_server_is_not_hammered_by_every_run(fake_pluto, tmp_path, sleeps
     assert sum("not retried" in r for r in reasons) == 4  # two runs tried (3 attempts each), four did not
     assert len(sleeps) == 4
     assert all("cannot reach Pluto for run create" in r for r in reasons)
+
+
+def test_heartbeats_keep_the_run_alive_and_a_cancel_in_pluto_stops_the_load(fake_pluto, tmp_path, monkeypatch):
+    storage = neptune_storage(tmp_path, [_run("R-1"), _run("R-2")])
+    load(make_sink(fake_pluto, heartbeat=0.001), storage, P, "R-1")
+    run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1")
+    assert run.heartbeats >= 2
+    monkeypatch.setattr(Transport, "heartbeat", lambda self, run_id: "CANCELLED")
+    with pytest.raises(PlutoError, match="the run was cancelled in Pluto while loading"):
+        load(make_sink(fake_pluto), storage, P, "R-2")
