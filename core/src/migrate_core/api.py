@@ -125,6 +125,11 @@ class RunContext:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    @property
+    def cancel_event(self) -> threading.Event:
+        """The Ctrl+C flag itself, for waits that must end early (`cancel_event.wait(backoff)`)."""
+        return self._cancel
+
     def progress(self, rows: int) -> None:
         if self._on_rows is not None and rows:
             self._on_rows(rows)
@@ -222,6 +227,12 @@ class Storage(abc.ABC):
     @abc.abstractmethod
     def state_dir(self) -> Path:
         """A directory the orchestrator may keep its ledger in."""
+
+    def plugin_state_dir(self, name: str) -> Path:
+        """A directory of its own for plugin `name` (e.g. a sink's record of what the target acknowledged)."""
+        path = self.state_dir() / "plugins" / name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
 
     def describe(self) -> str:
         return self.name

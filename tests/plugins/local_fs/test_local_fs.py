@@ -173,3 +173,30 @@ def test_hostile_attribute_paths_cannot_write_outside(tmp_path):
 
 def test_empty_storage(tmp_path):
     assert _storage(tmp_path).list_runs() == []
+
+
+def test_huge_values_come_in_byte_bounded_batches(tmp_path):
+    from migrate_local_fs import storage as module
+
+    storage = _storage(tmp_path)
+    n = 40
+    rng = np.random.default_rng(3)
+    values = [rng.bytes(512 * 1024).hex() for _ in range(n)]  # 1 MB each, all different
+    batch = make_batch("ws/p", "big", "notes", "string_series", n, step=steps_from_units(np.arange(n) * 1_000_000),
+                       string_value=values)
+    export_into(storage, MemorySource([MemoryRun("ws/p", "big", pa.Table.from_batches([batch]))]))
+    run = storage.get_run("ws/p", "big")
+    old = module.READ_BATCH_BYTES
+    module.READ_BATCH_BYTES = 8 * 1024 * 1024
+    try:
+        sizes = [b.num_rows for b in storage.read(run, columns=["string_value"])]
+    finally:
+        module.READ_BATCH_BYTES = old
+    assert sum(sizes) == n and max(sizes) <= 8
+
+
+def test_state_lives_outside_the_data_root(tmp_path):
+    storage = _storage(tmp_path)
+    assert storage.state_dir() == tmp_path / "migrate-state"
+    assert storage.plugin_state_dir("pluto") == tmp_path / "migrate-state" / "plugins" / "pluto"
+    assert not (tmp_path / "data").exists()

@@ -58,7 +58,7 @@ def test_verify_without_our_state_finds_runs_by_external_id(migrate, fake_pluto:
     assert migrate("run", "--source", "demo", "--sink", "pluto", *DEMO).code == 0
     import shutil
 
-    shutil.rmtree(tmp_path / "exports" / "data" / ".pluto-sink")
+    shutil.rmtree(tmp_path / "exports" / "migrate-state" / "plugins" / "pluto")
     result = migrate("verify", "--sink", "pluto", *DEMO, "--json")
     runs = {r["run_id"]: r for r in result.json()["runs"]}
     assert all("missing in Pluto" not in " ".join(r["mismatches"]) for r in runs.values())

@@ -15,6 +15,9 @@ class LocalFsConfig(PluginConfig):
 
     data_path: Path = Field(Path("./exports/data"), description="Parquet parts, one folder per project.")
     files_path: Path = Field(Path("./exports/files"), description="Run files; file_value.path is relative to <files_path>/<project>.")
+    state_path: Path | None = Field(
+        None, description="Ledger and plugin state; default <data_path>/../migrate-state, outside the data root, "
+        "because neptune-exporter's loader reads every folder there as a project.")
     part_size_mb: float = Field(50.0, gt=0, description="Target size of one parquet part; parts rotate at it.")
     row_group_rows: int = Field(262_144, gt=0, description="Rows buffered into one parquet row group.")
     compression: str = Field("snappy", description="Parquet compression codec (snappy, as neptune-exporter).")
@@ -26,6 +29,7 @@ def _make(config: LocalFsConfig):
     return LocalFsStorage(
         data_path=config.data_path,
         files_path=config.files_path,
+        state_path=config.state_path,
         part_target_bytes=int(config.part_size_mb * 1024 * 1024),
         row_group_rows=config.row_group_rows,
         compression=config.compression,

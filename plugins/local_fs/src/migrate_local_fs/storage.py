@@ -57,12 +57,14 @@ class LocalFsStorage(Storage):
         self,
         data_path: Path,
         files_path: Path,
+        state_path: Path | None = None,
         part_target_bytes: int = 50 * 1024 * 1024,
         row_group_rows: int = 262_144,
         compression: str = "snappy",
     ) -> None:
         self.data_path = Path(data_path)
         self.files_path = Path(files_path)
+        self.state_path = Path(state_path) if state_path is not None else self.data_path.parent / "migrate-state"
         self.part_target_bytes = max(int(part_target_bytes), 1024)
         self.row_group_rows = max(int(row_group_rows), 1)
         self.compression = compression
@@ -71,8 +73,8 @@ class LocalFsStorage(Storage):
         return f"local_fs:{self.data_path}"
 
     def state_dir(self) -> Path:
-        self.data_path.mkdir(parents=True, exist_ok=True)
-        return self.data_path
+        self.state_path.mkdir(parents=True, exist_ok=True)
+        return self.state_path
 
     # ---------------------------------------------------------------- listing
 
@@ -205,7 +207,8 @@ class LocalFsStorage(Storage):
         except Exception as exc:
             raise DataError(f"{path}: not a readable parquet file ({_short(exc)})") from exc
         try:
-            for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False):
+            rows = _rows_within(pf.metadata, columns, batch_rows)
+            for batch in pf.iter_batches(batch_size=rows, columns=columns, use_threads=False):
                 yield batch.replace_schema_metadata(None) if batch.schema.metadata else batch
         except DataError:
             raise
@@ -266,6 +269,26 @@ class LocalFsStorage(Storage):
 
     def begin_run(self, project_id: str, run_id: str, source: Mapping[str, Any]) -> RunWriter:
         return LocalRunWriter(self, project_id, run_id, dict(source))
+
+
+READ_BATCH_BYTES = 64 * 1024 * 1024
+
+
+def _rows_within(metadata: pq.FileMetaData, columns: list[str], batch_rows: int) -> int:
+    """Rows per batch so a batch stays near READ_BATCH_BYTES even when rows are huge (50 MB strings):
+    the widest row group's uncompressed bytes per row for the wanted columns decide."""
+    wanted = set(columns)
+    widest = 0.0
+    for i in range(metadata.num_row_groups):
+        group = metadata.row_group(i)
+        if group.num_rows == 0:
+            continue
+        size = sum(group.column(c).total_uncompressed_size for c in range(group.num_columns)
+                   if group.column(c).path_in_schema.split(".")[0] in wanted)
+        widest = max(widest, size / group.num_rows)
+    if widest <= 0:
+        return batch_rows
+    return max(1, min(batch_rows, int(READ_BATCH_BYTES / widest)))
 
 
 def _short(exc: BaseException) -> str:

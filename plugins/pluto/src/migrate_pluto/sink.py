@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from migrate_core.api import RunContext, RunReader, Sink, VerifyResult
@@ -33,12 +32,12 @@ class PlutoSink(Sink):
         return {}
 
     def transport(self, ctx: RunContext | None = None) -> Transport:
-        cancel = getattr(ctx, "_cancel", None) if ctx is not None else None
+        cancel = ctx.cancel_event if ctx is not None else None
         return Transport(self.endpoints, self._api_key, self.policy, self.config.timeout, self.config.verify_tls,
-                         cancel if isinstance(cancel, threading.Event) else None, self.circuit)
+                         cancel, self.circuit)
 
     def store(self, reader: RunReader) -> StateStore:
-        return StateStore(reader.storage.state_dir(), self.target())
+        return StateStore(reader.storage.plugin_state_dir("pluto"), self.target())
 
     def kind(self, reader: RunReader) -> str:
         source = (reader.manifest or {}).get("source") or {}

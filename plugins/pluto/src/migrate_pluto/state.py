@@ -38,12 +38,11 @@ class RunState:
 
 
 class StateStore:
-    """One JSON file per (target, run) under `<storage state dir>/.pluto-sink/` (hidden: the exporter's loader
-    treats every visible directory at the data root as a project)."""
+    """One JSON file per (target, run) under the storage's state directory for this plugin."""
 
     def __init__(self, root: Path, target: str) -> None:
         digest = hashlib.sha256(target.encode()).hexdigest()[:12]
-        self.root = Path(root) / ".pluto-sink" / digest
+        self.root = Path(root) / digest
 
     def path(self, project_id: str, run_id: str) -> Path:
         return self.root / sanitize_path_part(project_id) / f"{sanitize_path_part(run_id)}.json"
