@@ -133,3 +133,16 @@ def test_fork_of_an_unselected_parent_loads_once_the_listing_ends(tmp_path):
     summary = Orchestrator(storage, source=MemorySource(runs), sink=sink, selection=only_fork).run()
     assert [(o.stage, o.run_id, o.status) for o in summary.outcomes] == [("export", "RUN-3", "ok"),
                                                                          ("load", "RUN-3", "ok")]
+
+
+def test_events_reach_the_progress_display(tmp_path):
+    from migrate_core.progress import LineProgress
+
+    class RetryingSource(MemorySource):
+        def export_run(self, run, selection, writer, ctx):
+            ctx.event("retries", 2)
+            super().export_run(run, selection, writer, ctx)
+
+    progress = LineProgress(interval=3600)
+    Orchestrator(MemoryStorage(tmp_path), source=RetryingSource(sample_runs()), progress=progress).export()
+    assert progress._events.counts == {"retries": 6}

@@ -111,10 +111,11 @@ class RunReport:
 class RunContext:
     """Handed to a source or sink for one run: its report, cancellation, and progress."""
 
-    def __init__(self, report: RunReport, cancel: threading.Event, on_rows: Any = None) -> None:
+    def __init__(self, report: RunReport, cancel: threading.Event, on_rows: Any = None, on_event: Any = None) -> None:
         self.report = report
         self._cancel = cancel
         self._on_rows = on_rows
+        self._on_event = on_event
 
     def check_cancelled(self) -> None:
         """Raise `Cancelled` if the user pressed Ctrl+C; call it between batches and requests."""
@@ -133,6 +134,12 @@ class RunContext:
     def progress(self, rows: int) -> None:
         if self._on_rows is not None and rows:
             self._on_rows(rows)
+
+    def event(self, name: str, count: int = 1) -> None:
+        """Count something the user should see live, e.g. `ctx.event("retries")` for a retried request;
+        shown beside the progress bars and in the periodic progress log lines."""
+        if self._on_event is not None and count:
+            self._on_event(name, count)
 
 
 class RunWriter(abc.ABC):

@@ -224,7 +224,7 @@ class Orchestrator:
         try:
             self._check_cancel()
             writer = self.storage.begin_run(run.project_id, run.run_id, source_info)
-            ctx = RunContext(report, self.cancel, self.progress.rows)
+            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event)
             assert self.source is not None
             self.source.export_run(run, self.selection, writer, ctx)
             ctx.check_cancelled()
@@ -261,7 +261,7 @@ class Orchestrator:
         try:
             self._check_cancel()
             self.ledger.set(stored.project_id, stored.run_id, target, "in_progress")
-            ctx = RunContext(report, self.cancel, self.progress.rows)
+            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event)
             self.sink.load_run(RunReader(self.storage, stored), ctx)
             ctx.check_cancelled()
             self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict())

@@ -25,8 +25,27 @@ class Progress:
     def run_done(self, ok: bool) -> None:
         pass
 
+    def event(self, name: str, count: int = 1) -> None:
+        pass
+
     def stop(self) -> None:
         pass
+
+
+class _Events:
+    """Thread-safe named counters (retries, throttled requests, ...) shown with the progress."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def add(self, name: str, count: int) -> None:
+        with self._lock:
+            self.counts[name] = self.counts.get(name, 0) + count
+
+    def text(self) -> str:
+        with self._lock:
+            return ", ".join(f"{name} {n:,}" for name, n in sorted(self.counts.items()))
 
 
 class LineProgress(Progress):
@@ -41,10 +60,15 @@ class LineProgress(Progress):
         self._label = ""
         self._started = time.monotonic()
         self._last = self._started
+        self._events = _Events()
 
     def start(self, label: str, total_runs: int | None) -> None:
         self._label, self._total, self._started = label, total_runs, time.monotonic()
         self._last = self._started
+
+    def event(self, name: str, count: int = 1) -> None:
+        self._events.add(name, count)
+        self._maybe_log()
 
     def set_total(self, total_runs: int, final: bool = True) -> None:
         self._total = total_runs
@@ -72,6 +96,7 @@ class LineProgress(Progress):
             runs_total=self._total,
             rows=self._rows,
             rows_per_s=int(self._rows / elapsed),
+            **self._events.counts,
         )
 
 
@@ -108,6 +133,7 @@ class RichProgress(Progress):
         self._row_count = 0
         self._lock = threading.Lock()
         self._started = time.monotonic()
+        self._events = _Events()
 
     def start(self, label: str, total_runs: int | None) -> None:
         self._started = time.monotonic()
@@ -130,6 +156,11 @@ class RichProgress(Progress):
     def run_done(self, ok: bool) -> None:
         if self._runs is not None:
             self._bars.advance(self._runs)
+
+    def event(self, name: str, count: int = 1) -> None:
+        self._events.add(name, count)
+        if self._runs is not None:
+            self._bars.update(self._runs, rate=self._events.text())
 
     def stop(self) -> None:
         self._bars.stop()
