@@ -18,6 +18,7 @@ import os
 import re
 import threading
 from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -80,6 +81,26 @@ def set_retry_budget(seconds: float | None) -> float:
     return float(seconds)
 
 
+class RunRetries:
+    """Retries made for one run: counted for its report note and shown live through `ctx.event("retries")`."""
+
+    def __init__(self, ctx: Any) -> None:
+        self.ctx = ctx
+        self.count = 0
+        self._lock = threading.Lock()
+
+    def hit(self) -> None:
+        with self._lock:
+            self.count += 1
+        self.ctx.event("retries")
+
+
+# The run whose request is being retried. neptune-query retries in the thread that made the request, so the
+# run is found through a context variable: set by export_run, carried into its worker and prefetch threads
+# (`contextvars.copy_context().run`). Retries outside a run (listing) are only counted process-wide.
+CURRENT_RUN: ContextVar[RunRetries | None] = ContextVar("neptune3_current_run", default=None)
+
+
 @dataclass
 class RetryCounter:
     """Counts neptune-query's retries (it logs "Backing off ..." before each) so progress can show them."""
@@ -99,6 +120,9 @@ class RetryCounter:
             def filter(self, record: logging.LogRecord) -> bool:
                 if record.getMessage().startswith("Backing off Neptune API request"):
                     counter.count += 1
+                    run = CURRENT_RUN.get()
+                    if run is not None:
+                        run.hit()
                     return False  # counted and surfaced by us, not printed
                 return record.levelno >= floor  # nothing more is printed than before
 

@@ -8,6 +8,7 @@ Groups start in order (FIFO pool), so the group being written is always running:
 
 from __future__ import annotations
 
+import contextvars
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -62,7 +63,7 @@ def run_ordered(tasks: Sequence[Callable[[Emit], None]], write: Callable[[pa.Rec
 
     with ThreadPoolExecutor(workers, thread_name_prefix="neptune3-attr") as pool:
         for index in range(len(tasks)):
-            pool.submit(body, index)
+            pool.submit(contextvars.copy_context().run, body, index)  # the run's retry scope goes along
         try:
             for q in queues:
                 while True:

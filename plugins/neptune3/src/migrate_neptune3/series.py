@@ -8,6 +8,7 @@ server's `searchAfter` tokens. Nothing is accumulated per series: each page beco
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -53,7 +54,8 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
         limit = max(1, page_points // len(requests))
         params = {"requests": list(requests.values()), "stepRange": {"from": None, "to": None},
                   "order": "ascending", "perSeriesPointsLimit": limit}
-        return limit, prefetch.submit(client.float_series_page, params)
+        # in the caller's context, so a retry of the prefetched request is counted for its run
+        return limit, prefetch.submit(contextvars.copy_context().run, client.float_series_page, params)
 
     # one request in flight while the previous answer is decoded and written: the server works meanwhile
     prefetch = ThreadPoolExecutor(1, thread_name_prefix="neptune3-prefetch")

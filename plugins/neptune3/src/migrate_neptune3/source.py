@@ -25,7 +25,15 @@ from migrate_core.format import make_batch, steps_from_float, timestamps_ms
 
 from . import __version__
 from .atoms import CLASS_OF, PARAMETER_TYPES, file_ref, parameter_batch
-from .client import NQ_VERSION, Neptune3Client, RetryCounter, check_token, set_retry_budget
+from .client import (
+    CURRENT_RUN,
+    NQ_VERSION,
+    Neptune3Client,
+    RetryCounter,
+    RunRetries,
+    check_token,
+    set_retry_budget,
+)
 from .config import Neptune3Config
 from .errors import AttributeFetchError, AuthError, Neptune3Error, ProjectError, RunGone
 from .pipeline import Emit, run_ordered
@@ -146,6 +154,16 @@ class Neptune3Source(Source):
     # ------------------------------------------------------------------------------------------ export
 
     def export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
+        retries = RunRetries(ctx)
+        scope = CURRENT_RUN.set(retries)  # neptune-query's retries for this run show up live (ctx.event)
+        try:
+            self._export_run(run, selection, writer, ctx)
+        finally:
+            CURRENT_RUN.reset(scope)
+            if retries.count:
+                ctx.report.note(f"neptune-query retried {retries.count} requests while this run was exported")
+
+    def _export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
         client = self.client
         sys_id = run.info.get("sys_id") or self._lookup(run)
         definitions = client.attribute_definitions(run.project_id, sys_id)
@@ -172,7 +190,6 @@ class Neptune3Source(Source):
             else:
                 others.append((name, wire))
         out = _Output(writer, ctx)
-        retries_before = _RETRIES.count
         with tempfile.TemporaryDirectory(prefix="migrate-neptune3-") as tmp:
             downloader = _Downloader(client, run, out, Path(tmp), ctx)
             self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader))
@@ -188,9 +205,6 @@ class Neptune3Source(Source):
                     tasks.append(self._task(ctx, group, lambda emit, g=group, w=wire: self._series(
                         run, sys_id, g, w, emit, ctx, downloader)))
             run_ordered(tasks, out.write, workers=self.config.attribute_workers, cancelled=lambda: ctx.cancelled)
-        if _RETRIES.count > retries_before:
-            ctx.report.note(f"neptune-query retried {_RETRIES.count - retries_before} requests while this run "
-                            "was exported (all workers)")
         if not client.attribute_definitions(run.project_id, sys_id):
             raise RunGone(f"run {run.run_id} was deleted while it was being exported")
 
