@@ -148,8 +148,9 @@ def test_help_answers_questions(migrate):
     assert "--attributes" in migrate("export", "--help").out
 
 
-def test_empty_storage(migrate, memory_sink):
+def test_empty_storage(migrate, memory_sink, tmp_path):
     assert "is empty" in migrate("inspect").out
+    assert not (tmp_path / "exports").exists()  # inspect only reads
     result = migrate("load", "--sink", "memory")
     assert result.code == 0 and "nothing selected" in result.out
 

@@ -233,7 +233,7 @@ class Storage(abc.ABC):
 
     @abc.abstractmethod
     def state_dir(self) -> Path:
-        """A directory the orchestrator may keep its ledger in."""
+        """A directory the orchestrator may keep its ledger in (it may not exist yet; writers create it)."""
 
     def plugin_state_dir(self, name: str) -> Path:
         """A directory of its own for plugin `name` (e.g. a sink's record of what the target acknowledged)."""

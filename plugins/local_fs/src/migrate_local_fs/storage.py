@@ -73,8 +73,7 @@ class LocalFsStorage(Storage):
         return f"local_fs:{self.data_path}"
 
     def state_dir(self) -> Path:
-        self.state_path.mkdir(parents=True, exist_ok=True)
-        return self.state_path
+        return self.state_path  # created by whoever writes there (Ledger, plugin_state_dir), not by inspect
 
     # ---------------------------------------------------------------- listing
 
