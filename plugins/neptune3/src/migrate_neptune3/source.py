@@ -270,7 +270,7 @@ class Neptune3Source(Source):
             elif wire == "histogramSeries":
                 out.write(histogram_batch(run.project_id, run.run_id, path, values))
             else:
-                self._file_series(run, path, values, out, downloader)
+                self._file_series(run, path, values.values, out, downloader)  # one download per point anyway
 
     def _file_series(self, run: SourceRun, path: str, values: Any, out: Emit, downloader: _Downloader) -> None:
         refs = [(path, (v.object.fileRef.path, int(v.object.fileRef.sizeBytes), v.object.fileRef.mimeType))
