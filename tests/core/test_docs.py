@@ -27,3 +27,16 @@ def test_plugin_tables_are_documented(kind, name):
     body = _section(f"[{kind}.{name}]")
     for field in spec.config_model.model_fields:
         assert f"| `{field}` |" in body, f"{kind}.{name}.{field}"
+
+
+@pytest.mark.parametrize(("kind", "name", "docs"), [
+    ("source", "neptune2", ["docs/neptune2.md", "plugins/neptune2/README.md"]),
+    ("source", "neptune3", ["docs/neptune3.md", "plugins/neptune3/README.md"]),
+    ("sink", "pluto", ["docs/pluto-mapping.md", "plugins/pluto/README.md"]),
+])
+def test_shipped_plugin_options_are_documented(kind, name, docs):
+    root = Path(__file__).parents[2]
+    text = "".join((root / doc).read_text() for doc in docs)
+    spec = discover().get(kind, name)
+    missing = [field for field in spec.config_model.model_fields if f"`{field}`" not in text]
+    assert not missing, f"{kind}.{name} options missing from {docs}: {missing}"
