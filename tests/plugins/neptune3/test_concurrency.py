@@ -49,3 +49,41 @@ def test_a_failing_group_stops_the_others(fake_neptune3: FakeNeptune3, tmp_path)
     source = make_source(attribute_workers=6, series_per_request=7, page_points=1000, retry_budget=1)
     with pytest.raises(AttributeFetchError, match="retry budget ran out"):
         _export(source, tmp_path)
+
+
+class _FailingWriter:
+    """A storage writer whose third batch fails, as a full disk would."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.batches = inner, 0
+
+    def write(self, batch) -> None:
+        self.batches += 1
+        if self.batches == 3:
+            raise OSError(28, "No space left on device")
+        self.inner.write(batch)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_a_storage_failure_fails_the_run_even_when_skipping_attributes(fake_neptune3: FakeNeptune3, tmp_path,
+                                                                       workers):
+    """Batches are written in a writer thread; its failure is the run's, never counted as an attribute's."""
+    import threading
+
+    from migrate_core.api import RunContext, RunReport
+
+    _declare(fake_neptune3)
+    source = make_source(attribute_workers=workers, series_per_request=7, page_points=1000,
+                         skip_failed_attributes=True)
+    run = next(iter(source.list_runs(Selection())))
+    storage = MemoryStorage(tmp_path)
+    writer = _FailingWriter(storage.begin_run(run.project_id, run.run_id, {"plugin": "neptune3"}))
+    report = RunReport()
+    with pytest.raises(OSError, match="No space left"):
+        source.export_run(run, Selection(), writer, RunContext(report, threading.Event()))
+    assert not report.losses
+    assert threading.active_count() < 20  # the writer thread is gone, nothing left blocked
+    assert not [t for t in threading.enumerate() if t.name == "neptune3-write"]

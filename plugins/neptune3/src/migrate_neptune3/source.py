@@ -9,6 +9,7 @@ final search to make sure the run was not deleted while it was being read.
 from __future__ import annotations
 
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -43,6 +44,7 @@ LIST_ATTRIBUTES = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/
                    "sys/forking/step", "sys/archived"]
 NAME_BYTES_PER_REQUEST = 50_000
 FILES_PER_SIGNING = 100
+WRITE_QUEUE_DEPTH = 2  # batches waiting for the writer thread
 _RETRIES = RetryCounter()
 _RETRIES_INSTALLED = threading.Lock()
 
@@ -190,6 +192,19 @@ class Neptune3Source(Source):
             else:
                 others.append((name, wire))
         out = _Output(writer, ctx)
+        try:
+            self._attributes(run, sys_id, params, files, floats, others, out, ctx)
+            out.close()  # every queued batch is in storage
+        except _StorageFailed as failed:
+            raise failed.original from None
+        finally:
+            out.abandon()
+        if not client.attribute_definitions(run.project_id, sys_id):
+            raise RunGone(f"run {run.run_id} was deleted while it was being exported")
+
+    def _attributes(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], floats: list[str],
+                    others: list[tuple[str, str]], out: _Output, ctx: RunContext) -> None:
+        client = self.client
         with tempfile.TemporaryDirectory(prefix="migrate-neptune3-") as tmp:
             downloader = _Downloader(client, run, out, Path(tmp), ctx)
             self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader))
@@ -205,8 +220,6 @@ class Neptune3Source(Source):
                     tasks.append(self._task(ctx, group, lambda emit, g=group, w=wire: self._series(
                         run, sys_id, g, w, emit, ctx, downloader)))
             run_ordered(tasks, out.write, workers=self.config.attribute_workers, cancelled=lambda: ctx.cancelled)
-        if not client.attribute_definitions(run.project_id, sys_id):
-            raise RunGone(f"run {run.run_id} was deleted while it was being exported")
 
     def _lookup(self, run: SourceRun) -> str:
         for field in ("sys/custom_run_id", "sys/id"):
@@ -286,19 +299,79 @@ class Neptune3Source(Source):
                              step=steps_from_float(steps), timestamp=timestamps_ms(stamps), file_value=paths))
 
 
-class _Output:
-    """The run's writer shared by attribute workers: one write at a time, counted once."""
+class _StorageFailed(Exception):
+    """A batch could not be written (raised where the next batch is queued; never an attribute's failure)."""
 
-    def __init__(self, writer: RunWriter, ctx: RunContext) -> None:
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(str(original))
+        self.original = original
+
+
+_STOP = object()
+
+
+class _Output:
+    """The run's writer shared by attribute workers: batches go to storage in one writer thread, in order.
+
+    Writing (Arrow checks, statistics, parquet encoding) overlaps with fetching and decoding the next pages;
+    at most `depth` batches wait in the queue. Rows are counted once written. Files are written by the
+    caller, under the same lock as the batches.
+    """
+
+    def __init__(self, writer: RunWriter, ctx: RunContext, depth: int = WRITE_QUEUE_DEPTH) -> None:
         self.writer = writer
         self.ctx = ctx
         self.lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self._failure: BaseException | None = None
+        self._skip = False
+        self._thread: threading.Thread | None = None
 
     def write(self, batch: pa.RecordBatch) -> None:
-        with self.lock:
-            self.writer.write(batch)
-        self.ctx.report.add(rows=batch.num_rows)
-        self.ctx.progress(batch.num_rows)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="neptune3-write", daemon=True)
+            self._thread.start()
+        while True:
+            if self._failure is not None:
+                raise _StorageFailed(self._failure)
+            try:
+                self._queue.put(batch, timeout=0.1)
+                return
+            except queue.Full:
+                self.ctx.check_cancelled()
+
+    def _run(self) -> None:
+        while True:
+            batch = self._queue.get()
+            if batch is _STOP:
+                return
+            if self._skip or self._failure is not None:
+                continue
+            try:
+                with self.lock:
+                    self.writer.write(batch)
+            except BaseException as exc:  # noqa: BLE001 - raised in the exporting thread
+                self._failure = exc
+                continue
+            self.ctx.report.add(rows=batch.num_rows)
+            self.ctx.progress(batch.num_rows)
+
+    def close(self) -> None:
+        """Wait until every queued batch is written; raise the first write failure."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
+        if self._failure is not None:
+            raise _StorageFailed(self._failure)
+
+    def abandon(self) -> None:
+        """Stop the writer thread without writing what is still queued (the run failed or was cancelled)."""
+        if self._thread is not None:
+            self._skip = True
+            self._queue.put(_STOP)
+            self._thread.join()
+            self._thread = None
 
     def write_file(self, attribute: str, name: str, data: Path) -> str:
         with self.lock:
