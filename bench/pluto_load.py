@@ -19,52 +19,22 @@ Targets (issue 3): >= 10x baseline (b) points/s, <= 1.5 CPU s per M points, < 50
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import resource
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+
+from benchkit import PeakRss
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
 # ------------------------------------------------------------------------------------------- workers
-
-
-class PeakRss:
-    """Samples RSS of this process and its children every 20 ms (pluto-ml's sync process included)."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.peak = 0
-        self._proc = psutil.Process()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import psutil
-
-        while not self._stop.is_set():
-            total = self._proc.memory_info().rss
-            with contextlib.suppress(psutil.Error):
-                total += sum(c.memory_info().rss for c in self._proc.children(recursive=True))
-            self.peak = max(self.peak, total)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _cpu() -> float:

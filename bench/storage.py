@@ -21,8 +21,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psutil
 import pyarrow.parquet as pq
+from benchkit import PeakRss
 from migrate_core.api import RunContext, RunReport, Selection
 from migrate_core.demo import DemoConfig
 from migrate_core.demo_source import DemoSource
@@ -30,30 +30,6 @@ from migrate_core.format import SCHEMA
 from migrate_core.logsetup import configure_logging
 from migrate_core.orchestrator import Orchestrator
 from migrate_local_fs.storage import LocalFsStorage
-
-
-class PeakRss:
-    """Samples this process's RSS every 20 ms (ru_maxrss would include the whole history)."""
-
-    def __init__(self) -> None:
-        self.peak = 0
-        self._stop = threading.Event()
-        self._proc = psutil.Process()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self._proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = self._proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def demo_config(rows: int, runs: int) -> DemoConfig:
