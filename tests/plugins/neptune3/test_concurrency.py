@@ -67,13 +67,17 @@ class _FailingWriter:
         return getattr(self.inner, name)
 
 
-@pytest.mark.parametrize("workers", [1, 4])
+@pytest.mark.parametrize(("workers", "inline_rows"), [(1, 0), (4, 0), (1, 10**9)])
 def test_a_storage_failure_fails_the_run_even_when_skipping_attributes(fake_neptune3: FakeNeptune3, tmp_path,
-                                                                       workers):
-    """Batches are written in a writer thread; its failure is the run's, never counted as an attribute's."""
+                                                                       monkeypatch, workers, inline_rows):
+    """Batches are written in a writer thread (after a run's first rows, written inline); a write failure
+    is the run's, never counted as an attribute's."""
     import threading
 
+    import migrate_neptune3.source as source_module
     from migrate_core.api import RunContext, RunReport
+
+    monkeypatch.setattr(source_module, "INLINE_WRITE_ROWS", inline_rows)
 
     _declare(fake_neptune3)
     source = make_source(attribute_workers=workers, series_per_request=7, page_points=1000,
@@ -87,3 +91,14 @@ def test_a_storage_failure_fails_the_run_even_when_skipping_attributes(fake_nept
     assert not report.losses
     assert threading.active_count() < 20  # the writer thread is gone, nothing left blocked
     assert not [t for t in threading.enumerate() if t.name == "neptune3-write"]
+
+
+def test_threaded_and_inline_writes_give_the_same_rows(fake_neptune3: FakeNeptune3, tmp_path, monkeypatch):
+    import migrate_neptune3.source as source_module
+
+    _declare(fake_neptune3)
+    monkeypatch.setattr(source_module, "INLINE_WRITE_ROWS", 0)
+    threaded = _export(make_source(series_per_request=7, page_points=1000), tmp_path / "a")
+    monkeypatch.setattr(source_module, "INLINE_WRITE_ROWS", 10**9)
+    inline = _export(make_source(series_per_request=7, page_points=1000), tmp_path / "b")
+    assert threaded.num_rows > 120 * 300 and tables_equal(threaded, inline)

@@ -45,6 +45,7 @@ LIST_ATTRIBUTES = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/
 NAME_BYTES_PER_REQUEST = 50_000
 FILES_PER_SIGNING = 100
 WRITE_QUEUE_DEPTH = 2  # batches waiting for the writer thread
+INLINE_WRITE_ROWS = 50_000  # a run's first rows are written inline: small runs start no writer thread
 _RETRIES = RetryCounter()
 _RETRIES_INSTALLED = threading.Lock()
 
@@ -314,7 +315,8 @@ class _Output:
     """The run's writer shared by attribute workers: batches go to storage in one writer thread, in order.
 
     Writing (Arrow checks, statistics, parquet encoding) overlaps with fetching and decoding the next pages;
-    at most `depth` batches wait in the queue. Rows are counted once written. Files are written by the
+    at most `depth` batches wait in the queue. The first `INLINE_WRITE_ROWS` rows are written inline, so
+    small runs start no thread. Rows are counted once written. Files are written by the
     caller, under the same lock as the batches.
     """
 
@@ -326,9 +328,21 @@ class _Output:
         self._failure: BaseException | None = None
         self._skip = False
         self._thread: threading.Thread | None = None
+        self._inline_rows = 0
 
     def write(self, batch: pa.RecordBatch) -> None:
         if self._thread is None:
+            if self._inline_rows < INLINE_WRITE_ROWS:  # a small run: no thread to start and join
+                self._inline_rows += batch.num_rows
+                try:
+                    with self.lock:
+                        self.writer.write(batch)
+                except BaseException as exc:  # noqa: BLE001 - the same path as the writer thread's failures
+                    self._failure = exc
+                    raise _StorageFailed(exc) from None
+                self.ctx.report.add(rows=batch.num_rows)
+                self.ctx.progress(batch.num_rows)
+                return
             self._thread = threading.Thread(target=self._run, name="neptune3-write", daemon=True)
             self._thread.start()
         while True:
