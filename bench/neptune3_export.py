@@ -72,13 +72,17 @@ def _ours(project: str, out: Path, workers: int, profile: bool) -> tuple[int, in
     from migrate_neptune3 import Neptune3Config
     from migrate_neptune3.source import Neptune3Source
 
-    if profile:  # one thread, no orchestrator, so cProfile sees all of our work
+    if profile:  # no orchestrator, writes inline: cProfile sees all but the prefetch thread
         import cProfile
         import pstats
         import threading as _threading
 
+        import migrate_neptune3.source as source_module
         from migrate_core.api import RunContext, RunReport, Selection
 
+        # writes inline, so the profile sees them (the writer thread would hide them; fetch and decode still
+        # run in the prefetch thread, where cProfile does not look: see the docs for per-thread times)
+        source_module.INLINE_WRITE_ROWS = 1 << 62
         source = Neptune3Source(Neptune3Config(projects=[project], attribute_workers=1))
         storage = LocalFsStorage(out / "data", out / "files")
         prof = cProfile.Profile()
