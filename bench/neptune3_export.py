@@ -22,12 +22,12 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchkit import PeakRss
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake lives in tests/
 
@@ -35,32 +35,6 @@ T0 = 1_700_000_000_000
 BIG, MANY = "bench/big", "bench/many"
 STEP = 0.5
 AUTH = ("oauth-token", "clients/config", "openid", "/auth/realms")
-
-
-class PeakRss:
-    """Samples this process's RSS every 20 ms."""
-
-    def __init__(self) -> None:
-        import psutil
-
-        self.proc = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.02)
-
-    def __enter__(self) -> PeakRss:
-        self.peak = self.proc.memory_info().rss
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 # ------------------------------------------------------------------------------------------- phases (children)
