@@ -11,31 +11,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-from migrate_core.format import plain
 from migrate_local_fs.storage import LocalFsStorage
 
 from tests.fakes.neptune2 import FakeNeptune2Server
 from tests.plugins.neptune2.conftest import FAST_SET, T0
+from tests.stored import decimals, rows, stored_runs, table_of
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def stored_tables(root) -> tuple[LocalFsStorage, dict[str, Any]]:
-    storage = LocalFsStorage(root / "exports" / "data", root / "exports" / "files")
-    runs = {r.run_id: r for r in storage.list_runs()}
-    return storage, runs
-
-
-def table_of(storage: LocalFsStorage, run) -> pa.Table:
-    return plain(pa.Table.from_batches(list(storage.read(run))))
-
-
-def rows(table: pa.Table, path: str) -> pa.Table:
-    return table.filter(pa.compute.equal(table["attribute_path"], path))
-
-
-def decimals(values) -> list[Decimal]:
-    return [Decimal(repr(float(v))).quantize(Decimal("0.000001")) for v in values]
 
 
 def check_run_one(storage: LocalFsStorage, run, declared: dict[str, Any]) -> None:
@@ -100,7 +82,7 @@ def test_export_equals_the_declared_runs_point_for_point(migrate, declared, fake
     summary = result.json()
     assert summary["stages"]["export"]["ok"] == 2  # the trashed run is not listed
     assert summary["losses"] == {"artifact file contents (kept in the artifact's own storage)": 1}
-    storage, runs = stored_tables(tmp_path)
+    storage, runs = stored_runs(tmp_path)
     assert sorted(runs) == ["PROJ-1", "PROJ-2"] and all(r.complete for r in runs.values())
     check_run_one(storage, runs["PROJ-1"], declared)
     assert rows(table_of(storage, runs["PROJ-2"]), "train/loss")["float_value"].to_pylist() == [0.5, 0.25]
@@ -127,7 +109,7 @@ def test_series_timestamps_are_utc_whatever_the_machine_time_zone(
     finally:
         monkeypatch.setenv("TZ", "UTC")
         time.tzset()
-    storage, runs = stored_tables(tmp_path)
+    storage, runs = stored_runs(tmp_path)
     check_run_one(storage, runs["PROJ-1"], declared)
 
 
@@ -156,7 +138,7 @@ def test_refresh_re_exports_only_runs_modified_since_their_export(migrate, decla
     result = migrate("export", "--source", "neptune2", "-p", "ws/proj", "--refresh", *FAST_SET, "--json")
     assert result.code == 0, result.err
     assert {r["run_id"]: r["status"] for r in result.json()["runs"]} == {"PROJ-1": "ok", "PROJ-2": "skipped"}
-    storage, runs = stored_tables(tmp_path)
+    storage, runs = stored_runs(tmp_path)
     assert rows(table_of(storage, runs["PROJ-1"]), "params/late")["int_value"].to_pylist() == [7]
     since = (run_one.attrs["sys/modification_time"] - timedelta(minutes=1)).isoformat()
     windowed = migrate("export", "--source", "neptune2", "-p", "ws/proj", "--since", since, "--force", *FAST_SET,

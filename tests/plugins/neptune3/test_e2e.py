@@ -5,40 +5,20 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from decimal import Decimal
 from pathlib import PurePosixPath
-from typing import Any
 
 import pyarrow as pa
 import pytest
-from migrate_core.format import plain
-from migrate_local_fs.storage import LocalFsStorage
 
 from tests.fakes.neptune3 import fixtures
 from tests.fakes.neptune3.golden import LOSS_STEPS, T0, loss
 from tests.plugins.neptune3.conftest import FAST_SET
+from tests.stored import decimals, rows, stored_runs, table_of
 
 pytestmark = pytest.mark.timeout(180)
 fake_neptune3_golden = fixtures.fake_neptune3_golden
 PROJECT = "golden-ws/golden-proj"
 PREVIEW_LOSS = "metric preview points (set source.neptune3.previews=true to export them)"
-
-
-def stored(root) -> tuple[LocalFsStorage, dict[str, Any]]:
-    storage = LocalFsStorage(root / "exports" / "data", root / "exports" / "files")
-    return storage, {r.run_id: r for r in storage.list_runs()}
-
-
-def table_of(storage: LocalFsStorage, run) -> pa.Table:
-    return plain(pa.Table.from_batches(list(storage.read(run))))
-
-
-def rows(table: pa.Table, path: str) -> pa.Table:
-    return table.filter(pa.compute.equal(table["attribute_path"], path))
-
-
-def dec(values) -> list[Decimal]:
-    return [Decimal(repr(float(v))).quantize(Decimal("0.000001")) for v in values]
 
 
 def ms(dt) -> int:
@@ -64,17 +44,17 @@ def check_golden_a(storage, run, fake) -> None:
 
     lo = rows(table, "metrics/loss")
     assert lo["attribute_type"].to_pylist() == ["float_series"] * len(LOSS_STEPS)
-    assert lo["step"].to_pylist() == dec(LOSS_STEPS)
+    assert lo["step"].to_pylist() == decimals(LOSS_STEPS)
     assert lo["float_value"].to_pylist() == [loss(k) for k in range(len(LOSS_STEPS))]
     assert stamps(lo) == [ms(T0 + timedelta(seconds=k)) for k in range(len(LOSS_STEPS))]
     acc = rows(table, "metrics/acc")
-    assert acc["step"].to_pylist() == dec(range(10)) and acc["float_value"].to_pylist() == [i / 10 for i in range(10)]
+    assert acc["step"].to_pylist() == decimals(range(10)) and acc["float_value"].to_pylist() == [i / 10 for i in range(10)]
     assert stamps(acc) == [ms(T0 + timedelta(seconds=100 + i)) for i in range(10)]
 
     text = rows(table, "logs/text")
     assert text["attribute_type"].to_pylist() == ["string_series"] * 3
     assert text["string_value"].to_pylist() == ["first line", "second line", "third ünïcode line"]
-    assert text["step"].to_pylist() == dec([1, 2, 3])
+    assert text["step"].to_pylist() == decimals([1, 2, 3])
     assert stamps(text) == [ms(T0 + timedelta(seconds=200 + i)) for i in (1, 2, 3)]
 
     hw = rows(table, "hist/w").to_pylist()
@@ -82,7 +62,7 @@ def check_golden_a(storage, run, fake) -> None:
         {"type": "COUNTING", "edges": [0.0, 1.0, 2.0, 3.0], "values": [5.0, 7.0, 1.0]},
         {"type": "COUNTING", "edges": [0.0, 1.0, 2.0, 3.0], "values": [4.0, 8.0, 2.0]},
     ]
-    assert [r["step"] for r in hw] == dec([1, 2])
+    assert [r["step"] for r in hw] == decimals([1, 2])
     assert [ms(r["timestamp"]) for r in hw] == [ms(T0 + timedelta(seconds=300)), ms(T0 + timedelta(seconds=301))]
     hd = rows(table, "hist/d").to_pylist()
     assert [(r["histogram_value"]["edges"], r["histogram_value"]["values"]) for r in hd] == [
@@ -111,7 +91,7 @@ def check_golden_a(storage, run, fake) -> None:
     assert content(config[0]) == b'{"a": 1}'
     series = rows(table, "files/series").to_pylist()
     assert [r["attribute_type"] for r in series] == ["file_series"] * 2
-    assert [r["step"] for r in series] == dec([1, 2])
+    assert [r["step"] for r in series] == decimals([1, 2])
     assert [content(r) for r in series] == [b"series-step-1", b"series-step-2"]
     assert [ms(r["timestamp"]) for r in series] == [ms(T0 + timedelta(seconds=400)), ms(T0 + timedelta(seconds=401))]
     assert [PurePosixPath(r["file_value"]["path"]).name for r in series] == [
@@ -124,24 +104,24 @@ def test_export_equals_the_written_runs_point_for_point(migrate, fake_neptune3_g
     summary = result.json()
     assert summary["stages"]["export"]["ok"] == 4
     assert summary["losses"] == {PREVIEW_LOSS: 2}  # golden-a's two preview points, counted, not silent
-    storage, runs = stored(tmp_path)
+    storage, runs = stored_runs(tmp_path)
     assert sorted(runs) == ["golden-a", "golden-b", "golden-fork", "golden-fork2"]
     assert all(r.complete for r in runs.values())
     check_golden_a(storage, runs["golden-a"], fake_neptune3_golden)
 
     b = rows(table_of(storage, runs["golden-b"]), "metrics/loss")
-    assert b["step"].to_pylist() == dec([*range(10), 10])  # 10.0000001 and 10.0000004 collide: one kept
+    assert b["step"].to_pylist() == decimals([*range(10), 10])  # 10.0000001 and 10.0000004 collide: one kept
     assert b["float_value"].to_pylist() == [10.0 - i for i in range(10)] + [0.5]
 
     fork = table_of(storage, runs["golden-fork"])
-    assert rows(fork, "metrics/loss")["step"].to_pylist() == dec([2.0 + k / 10 for k in range(1, 11)])
+    assert rows(fork, "metrics/loss")["step"].to_pylist() == decimals([2.0 + k / 10 for k in range(1, 11)])
     assert rows(fork, "metrics/loss")["float_value"].to_pylist() == [100.0 + k for k in range(1, 11)]
     lineage = storage.lineage(runs["golden-fork"])
     assert lineage["parent_run_id"] == "golden-a" and float(lineage["fork_step"]) == 2.0
     lineage2 = storage.lineage(runs["golden-fork2"])
     assert lineage2["parent_run_id"] == "golden-fork" and float(lineage2["fork_step"]) == 2.5
     fork2 = rows(table_of(storage, runs["golden-fork2"]), "metrics/loss")
-    assert fork2["step"].to_pylist() == dec([2.6, 2.7]) and fork2["float_value"].to_pylist() == [200.0, 201.0]
+    assert fork2["step"].to_pylist() == decimals([2.6, 2.7]) and fork2["float_value"].to_pylist() == [200.0, 201.0]
     info = runs["golden-fork2"].manifest["source"]["info"]
     assert info["run_id_from"] == "sys/custom_run_id" and info["fork_step"] == 2.5
 
@@ -155,20 +135,20 @@ def test_previews_and_materialised_lineage_on_request(migrate, fake_neptune3_gol
                      "--json")
     assert result.code == 0, result.err
     assert result.json()["losses"] == {}
-    storage, runs = stored(tmp_path)
+    storage, runs = stored_runs(tmp_path)
     assert sorted(runs) == ["golden-a", "golden-fork2"]
     a = table_of(storage, runs["golden-a"])
     assert len(rows(a, "metrics/loss")) == len(LOSS_STEPS)  # committed points stay apart from previews
     preview = rows(a, "metrics/loss@preview")
-    assert preview["step"].to_pylist() == dec([5.0, 5.5]) and preview["float_value"].to_pylist() == [0.015, 0.012]
+    assert preview["step"].to_pylist() == decimals([5.0, 5.5]) and preview["float_value"].to_pylist() == [0.015, 0.012]
     completion = rows(a, "metrics/loss@preview_completion")
-    assert completion["step"].to_pylist() == dec([5.0, 5.5])
+    assert completion["step"].to_pylist() == decimals([5.0, 5.5])
     assert completion["float_value"].to_pylist() == pytest.approx([0.5, 0.8])
     assert stamps(preview) == stamps(completion) == [ms(T0 + timedelta(seconds=60)), ms(T0 + timedelta(seconds=61))]
 
     inherited = rows(table_of(storage, runs["golden-fork2"]), "metrics/loss")
     root = [s for s in LOSS_STEPS if s <= 2.0]
-    assert inherited["step"].to_pylist() == dec([*root, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7])
+    assert inherited["step"].to_pylist() == decimals([*root, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7])
     assert inherited["float_value"].to_pylist() == [loss(k) for k in range(len(root))] + [
         101.0, 102.0, 103.0, 104.0, 105.0, 200.0, 201.0]
 
