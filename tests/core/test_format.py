@@ -4,10 +4,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from migrate_core.format import (
+    ENCODED_SCHEMA,
+    IDENTITY_TYPE,
     SCHEMA,
     conform,
     drop_absent,
+    encoded,
     make_batch,
+    plain,
     sanitize_path_part,
     schema_problems,
     step_units,
@@ -72,10 +76,34 @@ def test_float_steps_round_to_six_places():
 
 def test_make_batch_fills_nulls_and_checks_lengths():
     batch = make_batch("p", "r", "a", "float", 2, float_value=[1.0, float("nan")])
-    assert batch.schema.equals(SCHEMA)
+    assert batch.schema.equals(ENCODED_SCHEMA)
+    assert plain(batch).schema.equals(SCHEMA)
+    assert plain(batch)["project_id"].to_pylist() == ["p", "p"]
     assert batch.column("int_value").null_count == 2
     with pytest.raises(ValueError, match="expected 3"):
         make_batch("p", "r", "a", "float", 3, float_value=[1.0])
+
+
+def test_identity_columns_are_dictionary_encoded_whatever_comes_in():
+    many = make_batch("p", "r", pa.array(["a", "b", "a"]), ["int", "int", None], 3, int_value=[1, 2, 3])
+    assert many.schema.equals(ENCODED_SCHEMA)
+    assert plain(many)["attribute_path"].to_pylist() == ["a", "b", "a"]
+    assert plain(many)["attribute_type"].to_pylist() == ["int", "int", None]
+    # one shared zero buffer serves every constant column, short and long
+    big = make_batch("p", "r", "m", "float_series", 200_000, float_value=np.zeros(200_000))
+    assert plain(big)["run_id"].unique().to_pylist() == ["r"]
+    assert make_batch("p", "r", "m", "int", 0).num_rows == 0
+    # encoded(): plain in -> dictionary out; other index widths -> int32; already encoded passes untouched
+    table = plain(many)
+    assert encoded(table).schema.equals(ENCODED_SCHEMA)
+    assert plain(encoded(table)).equals(table)
+    narrow = table.set_column(0, "project_id", table["project_id"].dictionary_encode().cast(
+        pa.dictionary(pa.int8(), pa.string())))
+    assert encoded(narrow).schema.field("project_id").type.equals(IDENTITY_TYPE)
+    same = pa.Table.from_batches([many])
+    assert encoded(same) is same
+    with pytest.raises(ValueError, match="canonical schema"):
+        encoded(table.drop_columns(["step"]))
 
 
 def test_conform_names_every_schema_problem():
@@ -109,4 +137,8 @@ def test_manifest_stats_single_attribute_fast_path_equals_group_by():
     fast.update(pa.Table.from_batches([make_batch("p", "r", "x", "int", 1, int_value=[7])]))
     slow.update(mixed)
     assert fast.as_json() == slow.as_json()
+    plain_in = AttributeStats()  # plain-string identity columns (another storage's batches) agree too
+    plain_in.update(plain(pa.Table.from_batches([one])))
+    plain_in.update(plain(pa.Table.from_batches([make_batch("p", "r", "x", "int", 1, int_value=[7])])))
+    assert plain_in.as_json() == slow.as_json()
     assert fast.as_json()["m"]["step_min"] == "-1" and fast.as_json()["m"]["rows"] == 10

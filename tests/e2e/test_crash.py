@@ -15,7 +15,7 @@ from migrate_core.testing import tables_equal
 from migrate_local_fs.storage import LocalFsStorage
 
 ARGS = ["--set", "source.demo.runs=4", "--set", "source.demo.points_per_series=150000",
-        "--set", "source.demo.series_per_run=6", "--set", "storage.local_fs.part_size_mb=2",
+        "--set", "source.demo.series_per_run=6", "--set", "storage.local_fs.part_size_mb=0.5",
         "--set", "source.demo.batch_rows=20000", "--workers", "2"]
 
 

@@ -72,9 +72,16 @@ VALUE_COLUMNS: tuple[str, ...] = tuple(dict.fromkeys(VALUE_COLUMN.values()))
 # makes reads ~3x faster. Batches from a storage may carry them as dictionary<int32, string>; they are
 # logically the canonical schema (`plain()` converts when a consumer needs plain strings).
 IDENTITY_COLUMNS: tuple[str, ...] = ("project_id", "run_id", "attribute_path", "attribute_type")
+IDENTITY_TYPE = pa.dictionary(pa.int32(), pa.string())
+# The canonical schema with identity columns dictionary-encoded: what `make_batch` builds and local_fs writes
+# (its parquet files still say plain strings, see docs/format.md).
+ENCODED_SCHEMA = pa.schema(
+    [pa.field(f.name, IDENTITY_TYPE) if f.name in IDENTITY_COLUMNS else f for f in SCHEMA]
+)
 
 STEP_SCALE = 10**6
 STEP_LIMIT = Decimal("999999999999.999999")
+_UNIT_LIMIT = int(STEP_LIMIT * STEP_SCALE)
 
 
 def sanitize_path_part(value: str) -> str:
@@ -113,22 +120,29 @@ def schema_problems(schema: pa.Schema) -> list[str]:
 def steps_from_float(values: np.ndarray | Sequence[float]) -> pa.Array:
     """Float steps -> decimal128(18, 6), rounded to 6 places like the exporter, without a Python loop."""
     arr = np.asarray(values, dtype=np.float64)
-    if arr.size and not np.all(np.isfinite(arr)):
-        raise ValueError("steps must be finite numbers")
-    if arr.size and np.abs(arr).max() > float(STEP_LIMIT):
+    units = arr * STEP_SCALE
+    np.rint(units, out=units)
+    # one pass proves every step finite and in range (NaN fails the comparison too)
+    if units.size and not np.abs(units).max() <= _UNIT_LIMIT:
+        if not np.all(np.isfinite(arr)):
+            raise ValueError("steps must be finite numbers")
         raise ValueError(f"step out of range (|step| must be <= {STEP_LIMIT})")
-    return steps_from_units(np.rint(arr * STEP_SCALE).astype(np.int64))
+    return _decimal_steps(units.astype(np.int64))
 
 
 def steps_from_units(units: np.ndarray) -> pa.Array:
     """int64 millionths of a step -> decimal128(18, 6), built straight from the 128-bit buffer."""
     units = np.ascontiguousarray(units, dtype=np.int64)
-    if units.size and np.abs(units).max() > int(STEP_LIMIT * STEP_SCALE):
+    if units.size and np.abs(units).max() > _UNIT_LIMIT:
         raise ValueError(f"step out of range (|step| must be <= {STEP_LIMIT})")
+    return _decimal_steps(units)
+
+
+def _decimal_steps(units: np.ndarray) -> pa.Array:
     wide = np.empty((units.size, 2), dtype=np.int64)
     wide[:, 0] = units
-    wide[:, 1] = np.where(units < 0, -1, 0)
-    return pa.Array.from_buffers(STEP_TYPE, units.size, [None, pa.py_buffer(wide.tobytes())])
+    np.right_shift(units, 63, out=wide[:, 1])  # the high word: all ones for negatives, else zero
+    return pa.Array.from_buffers(STEP_TYPE, units.size, [None, pa.py_buffer(wide)])
 
 
 def step_units(steps: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -154,29 +168,56 @@ def make_batch(
     length: int,
     **columns: pa.Array | Sequence | None,
 ) -> pa.RecordBatch:
-    """Build a canonical record batch; constant identity columns are repeated, absent columns are null.
+    """Build a canonical record batch (ENCODED_SCHEMA); absent columns are null.
 
-    `columns` maps canonical column names (step, timestamp, float_value, ...) to arrays of `length`
-    values; anything not given is all-null, as the exporter writes it.
+    Identity columns come out dictionary-encoded: a constant string costs one dictionary entry and a shared
+    buffer of zero indices, never `length` copies of the string. `columns` maps canonical column names (step,
+    timestamp, float_value, ...) to arrays of `length` values; anything not given is all-null, as the exporter
+    writes it.
     """
     unknown = set(columns) - set(COLUMNS)
     if unknown:
         raise ValueError(f"unknown columns: {sorted(unknown)}")
-    arrays = []
-    for field in SCHEMA:
-        name = field.name
-        if name == "project_id":
-            value: object = project_id
-        elif name == "run_id":
-            value = run_id
-        elif name == "attribute_path":
-            value = attribute_path
-        elif name == "attribute_type":
-            value = attribute_type
-        else:
-            value = columns.get(name)
-        arrays.append(_column(value, field.type, length))
-    return pa.RecordBatch.from_arrays(arrays, schema=SCHEMA)
+    identity = (project_id, run_id, attribute_path, attribute_type)
+    arrays = [_identity(value, length) for value in identity]
+    arrays += [_column(columns.get(field.name), field.type, length) for field in SCHEMA if field.name not in IDENTITY_COLUMNS]
+    return pa.RecordBatch.from_arrays(arrays, schema=ENCODED_SCHEMA)
+
+
+_zeros = pa.py_buffer(b"")
+
+
+def _zero_indices(length: int) -> pa.Array:
+    """int32 zeros of `length`, sliced from one shared, read-only buffer (grown on demand)."""
+    global _zeros
+    if _zeros.size < 4 * length:
+        _zeros = pa.py_buffer(np.zeros(max(length, 1 << 16), dtype=np.int32).tobytes())
+    return pa.Array.from_buffers(pa.int32(), length, [None, _zeros])
+
+
+def _identity(value: object, length: int) -> pa.Array:
+    if isinstance(value, str):
+        # safe=False: zero indices into a one-entry dictionary need no bounds check over `length` rows
+        return pa.DictionaryArray.from_arrays(_zero_indices(length), pa.array([value], pa.string()), safe=False)
+    if value is None:
+        return pa.nulls(length, IDENTITY_TYPE)
+    if isinstance(value, pa.ChunkedArray):
+        value = value.combine_chunks()
+    arr = value if isinstance(value, pa.Array) else pa.array(value, type=pa.string())
+    if len(arr) != length:
+        raise ValueError(f"column has {len(arr)} values, expected {length}")
+    return _as_identity(arr)
+
+
+def _as_identity(arr: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A string or dictionary column as dictionary<int32, string> (encoded once; already-encoded kept)."""
+    if arr.type.equals(IDENTITY_TYPE):
+        return arr
+    if pa.types.is_dictionary(arr.type):
+        return arr.cast(IDENTITY_TYPE)
+    if not arr.type.equals(pa.string()):
+        arr = arr.cast(pa.string())
+    return pc.dictionary_encode(arr)
 
 
 def _column(value: object, type_: pa.DataType, length: int) -> pa.Array:
@@ -206,7 +247,7 @@ def empty_table() -> pa.Table:
 
 
 def conform(data: pa.RecordBatch | pa.Table) -> pa.Table:
-    """Check a batch or table against the canonical schema (casting nothing silently)."""
+    """Check a batch or table against the canonical schema (casting nothing silently); plain strings out."""
     table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
     if not table.schema.equals(SCHEMA, check_metadata=False):
         problems = schema_problems(table.schema)
@@ -214,6 +255,25 @@ def conform(data: pa.RecordBatch | pa.Table) -> pa.Table:
             raise ValueError("batch does not match the canonical schema: " + "; ".join(problems))
         table = table.select(list(COLUMNS)).cast(SCHEMA)  # dictionary identity columns become plain
     return table.replace_schema_metadata(None)
+
+
+def encoded(data: pa.RecordBatch | pa.Table) -> pa.Table:
+    """Like `conform`, but identity columns come out as dictionary<int32, string> (ENCODED_SCHEMA): what a
+    storage writes without hashing the same strings again. Already-encoded input passes through untouched."""
+    table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+    if table.schema.equals(ENCODED_SCHEMA, check_metadata=False):
+        return table.replace_schema_metadata(None) if table.schema.metadata else table
+    problems = schema_problems(table.schema)
+    if problems:
+        raise ValueError("batch does not match the canonical schema: " + "; ".join(problems))
+    columns = []
+    for field in ENCODED_SCHEMA:
+        column = table.column(field.name)
+        if field.name in IDENTITY_COLUMNS:
+            columns.append(_as_identity(column))
+        else:
+            columns.append(column if column.type.equals(field.type) else column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=ENCODED_SCHEMA)
 
 
 def absent_mask(table: pa.Table | pa.RecordBatch) -> pa.Array:

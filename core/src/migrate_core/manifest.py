@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
-from .format import VALUE_COLUMN
+from .format import VALUE_COLUMN, plain
 
 FORMAT = "migrate.run-manifest"
 SCHEMA_VERSION = 1
@@ -50,6 +50,30 @@ def json_value(value: Any) -> Any:
     return value
 
 
+def _only_value(column: pa.ChunkedArray) -> Any:
+    """The value every row of `column` holds, or None if rows differ or any is null. A dictionary chunk with
+    a one-entry dictionary (what `make_batch` builds) answers without looking at its rows."""
+    value = None
+    for chunk in column.chunks:
+        if len(chunk) == 0:
+            continue
+        if chunk.null_count:
+            return None
+        if pa.types.is_dictionary(chunk.type):
+            if len(chunk.dictionary) == 1:
+                current = chunk.dictionary[0].as_py()
+                if value is not None and current != value:
+                    return None
+                value = current
+                continue
+            chunk = chunk.dictionary_decode()
+        current = chunk[0].as_py() if value is None else value
+        if not pc.all(pc.equal(chunk, current)).as_py():
+            return None
+        value = current
+    return value
+
+
 class AttributeStats:
     """Accumulates per-attribute statistics over the batches of one run, vectorised per batch."""
 
@@ -69,6 +93,9 @@ class AttributeStats:
         aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max")]
         aggregations += [(column, "first") for column in _FIRST_LAST_COLUMNS]
         aggregations += [(column, "last") for column in _FIRST_LAST_COLUMNS]
+        keys = table.select(["attribute_path", "attribute_type"])
+        if any(pa.types.is_dictionary(t) for t in keys.schema.types):
+            table = plain(table)
         grouped = table.group_by(["attribute_path", "attribute_type"], use_threads=False).aggregate(aggregations)
         for row in grouped.to_pylist():
             self._merge(row)
@@ -77,11 +104,9 @@ class AttributeStats:
     def _single_attribute(table: pa.Table) -> dict[str, Any] | None:
         """The aggregate row for a batch of one attribute (the common case: sources write series by
         series), computed with a few scalar kernels instead of a hash group-by over six columns."""
-        paths, types = table.column("attribute_path"), table.column("attribute_type")
-        path, type_ = paths[0].as_py(), types[0].as_py()
+        path = _only_value(table.column("attribute_path"))
+        type_ = _only_value(table.column("attribute_type")) if path is not None else None
         if path is None or type_ is None:
-            return None
-        if not (pc.all(pc.equal(paths, path)).as_py() and pc.all(pc.equal(types, type_)).as_py()):
             return None
         steps = pc.min_max(table.column("step"))
         row: dict[str, Any] = {

@@ -26,6 +26,7 @@ def _storage(tmp_path: Path, **kwargs) -> LocalFsStorage:
 
 def test_names_schema_and_compression_match_the_exporter(tmp_path):
     storage = _storage(tmp_path)
+    written = sample_runs(project_id="my-org/my-project", n=1)[0].table
     export_into(storage, MemorySource(sample_runs(project_id="my-org/my-project", n=1)))
     data_root = tmp_path / "data"
     assert [p.name for p in data_root.iterdir() if p.is_dir()] == ["my-org_my-project-de40b447a2778f2b"]
@@ -35,7 +36,16 @@ def test_names_schema_and_compression_match_the_exporter(tmp_path):
     part = data_root / "my-org_my-project-de40b447a2778f2b" / f"{stem}_part_0.parquet"
     pf = pq.ParquetFile(part)
     assert pf.schema_arrow.equals(SCHEMA, check_metadata=False)
-    assert pf.metadata.row_group(0).column(0).compression == "SNAPPY"
+    group = pf.metadata.row_group(0)
+    assert {group.column(i).compression for i in range(group.num_columns)} == {"SNAPPY"}
+    # what any reader sees with no options (neptune-exporter's loader, pandas): the exact plain schema, no
+    # key-value metadata (no Arrow schema telling readers the identity columns were dictionaries)
+    assert pf.metadata.metadata is None
+    table = pq.read_table(part)
+    assert table.schema.equals(SCHEMA) and table.schema.metadata is None
+    assert table.filter(pa.compute.not_equal(table["attribute_type"], "file")).equals(written)
+    frame = table.to_pandas()
+    assert frame["run_id"].dtype.name != "category" and set(frame["run_id"]) == {"RUN-1"}
     # side files never look like parts, and no directory was added at the data root
     assert all("_part_" not in n for n in names if not n.endswith(".parquet"))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pyarrow as pa
-from migrate_core.format import SCHEMA, make_batch
+from migrate_core.format import SCHEMA, make_batch, plain
 from migrate_core.orchestrator import Orchestrator
 from migrate_core.testing import MemoryRun
 
@@ -43,7 +43,7 @@ def test_missing_and_escaping_file_paths_are_counted_and_the_rest_loads(fake_plu
     table, files, manifest = storage.runs[(P, "R-1")]
     hostile = make_batch(P, "R-1", pa.array(["files/escape", "files/missing"]), pa.array(["file", "file"]), 2,
                          file_value=[{"path": "../../etc/passwd"}, {"path": "R-1/files/nothing-here"}])
-    storage.runs[(P, "R-1")] = (pa.concat_tables([table, pa.Table.from_batches([hostile])]), files, manifest)
+    storage.runs[(P, "R-1")] = (pa.concat_tables([table, plain(hostile)]), files, manifest)
     original_open = storage.open_file
 
     def open_file(run, path):

@@ -242,7 +242,7 @@ def sample_runs(project_id: str = "ws/proj", n: int = 3, points: int = 50) -> li
             tables.append(pa.Table.from_batches([make_batch(
                 project_id, run_id, pa.array(["sys/forking/parent", "sys/forking/step"]), pa.array(["string", "float"]),
                 2, string_value=["RUN-1", None], float_value=[None, 10.0])]))
-        runs.append(MemoryRun(project_id, run_id, pa.concat_tables(tables),
+        runs.append(MemoryRun(project_id, run_id, plain(pa.concat_tables(tables)),
                               files=[("files/readme", "readme.txt", f"hello {i}".encode())], parent_run_id=parent))
     return runs
 

@@ -24,7 +24,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from migrate_core.api import RunReport, RunWriter, Storage, StoredRun
 from migrate_core.errors import DataError
-from migrate_core.format import IDENTITY_COLUMNS, SCHEMA, conform, sanitize_path_part, schema_problems
+from migrate_core.format import (
+    ENCODED_SCHEMA,
+    IDENTITY_COLUMNS,
+    SCHEMA,
+    encoded,
+    sanitize_path_part,
+    schema_problems,
+)
 from migrate_core.manifest import (
     LINEAGE_PARENT,
     LINEAGE_STEP,
@@ -255,15 +262,24 @@ class LocalFsStorage(Storage):
     # ---------------------------------------------------------------- writing
 
     def _parquet_writer(self, sink: pa.NativeFile) -> pq.ParquetWriter:
-        # Dictionary pages only where values repeat (identity columns, string values) and statistics
-        # only where a reader filters on them: about 2x faster than pyarrow's defaults, and still the
-        # exporter's schema and snappy compression, readable by any parquet reader.
+        # The exporter's logical schema and snappy compression, readable by any parquet reader, written
+        # about 3x faster than with pyarrow's defaults (docs/format.md, "How local_fs writes parquet"):
+        # - identity columns arrive dictionary-encoded and go out as dictionary pages without hashing the
+        #   strings again; no Arrow schema is stored, so readers see plain strings, as in exporter files;
+        # - step and timestamp are delta-encoded integers (step as a decimal(18, 6) INT64), which is both
+        #   cheaper than snappy over fixed-width bytes and about 100x smaller for regular series;
+        # - statistics only where a reader filters on them (lineage reads filter on attribute_path);
+        # - values handed to the encoders 64k at a time, not 1k: fewer rounds for the all-null columns.
         return pq.ParquetWriter(
             sink,
-            SCHEMA,
+            ENCODED_SCHEMA,
             compression=self.compression,
             use_dictionary=[*IDENTITY_COLUMNS, "string_value"],
-            write_statistics=[*IDENTITY_COLUMNS, "step", "timestamp"],
+            column_encoding={"step": "DELTA_BINARY_PACKED", "timestamp": "DELTA_BINARY_PACKED"},
+            store_decimal_as_integer=True,
+            store_schema=False,
+            write_statistics=["attribute_path", "step", "timestamp"],
+            write_batch_size=65_536,
         )
 
     def begin_run(self, project_id: str, run_id: str, source: Mapping[str, Any]) -> RunWriter:
@@ -339,7 +355,7 @@ class LocalRunWriter(RunWriter):
         return self.project_dir / f"{self.stem}_part_{n}.parquet{'.tmp' if tmp else ''}"
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
-        table = conform(data)
+        table = encoded(data)
         if table.num_rows == 0:
             return
         self.stats.update(table)
@@ -432,7 +448,7 @@ class LocalRunWriter(RunWriter):
             # An empty run still gets part_0, so it is complete and never re-exported forever.
             self._sink = pa.OSFile(str(self._part_path(0)), "wb")
             self._writer = self.storage._parquet_writer(self._sink)
-            self._writer.write_table(SCHEMA.empty_table())
+            self._writer.write_table(ENCODED_SCHEMA.empty_table())
             self._part_rows = 0
         if self._writer is not None:
             self._close_part()
