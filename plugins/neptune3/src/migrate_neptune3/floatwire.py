@@ -121,15 +121,19 @@ def decode_series_bytes(data: bytes | memoryview) -> Columns:
         layout = _layout(buf, pos + 2, pos + 2 + length)
         record = length + 2
         available = (size - pos) // record
-        n, window = 0, (available if rounds == 0 else 64)  # first try the whole page at once
-        while n < available:  # check growing windows: linear in the run's length, not in the page's
+        # A probe of 64 records, then, in the first rounds, the whole rest of the page at once: a page
+        # usually has one layout, or a different first point (proto3 omits a zero step) or a preview tail.
+        # Later rounds check doubling windows, so pages whose layout keeps changing stay linear, not quadratic.
+        n, window = 0, 64
+        check = _checker(length, layout)
+        while n < available:
             stop = min(available, n + window)
             block = buf[pos + n * record: pos + stop * record].reshape(stop - n, record)
-            ok = _matches(block, length, layout)
+            ok = check(block)
             if not ok.all():
                 n += int(np.argmin(ok))
                 break
-            n, window = stop, window * 2
+            n, window = stop, (available if rounds < 4 else window * 2)
         if n == 0:
             raise _Unexpected()
         rounds += 1
@@ -145,15 +149,29 @@ def decode_series_bytes(data: bytes | memoryview) -> Columns:
     return tuple(np.concatenate(cols) for cols in zip(*parts, strict=True))  # type: ignore[return-value]
 
 
-def _matches(block: np.ndarray, length: int, layout: list[tuple[int, int, str, int]]) -> np.ndarray:
-    """Which records of `block` have exactly the layout of the template record."""
-    ok = (block[:, 0] == _TAG_POINTS) & (block[:, 1] == length)
+def _checker(length: int, layout: list[tuple[int, int, str, int]]):
+    """A function telling which records of a (records x record bytes) block have exactly the layout of the
+    template record: one gather of the bytes that fix a layout (tags, lengths, varint continuation bits)
+    and one comparison, instead of a pass per field."""
+    positions, masks, expected = [0, 1], [0xFF, 0xFF], [_TAG_POINTS, length]
     for offset, field, kind, width in layout:
-        ok &= block[:, offset - 1] == _tag_byte(field, kind)
+        positions.append(offset - 1)
+        masks.append(0xFF)
+        expected.append(_tag_byte(field, kind))
         if kind == "varint":
-            cont = block[:, offset: offset + width] >= 0x80
-            ok &= cont[:, : width - 1].all(axis=1) & ~cont[:, width - 1]
-    return ok
+            positions += range(offset, offset + width)
+            masks += [0x80] * width
+            expected += [0x80] * (width - 1) + [0]
+    tests = list(zip(positions, masks, expected, strict=True))
+
+    def check(block: np.ndarray) -> np.ndarray:
+        ok = np.ones(len(block), dtype=np.bool_)
+        for position, mask, want in tests:
+            column = block[:, position]
+            ok &= (column if mask == 0xFF else column & mask) == want
+        return ok
+
+    return check
 
 
 def _tag_byte(field: int, kind: str) -> int:
@@ -195,7 +213,19 @@ def _decode_block(buf: np.ndarray, start: int, n: int, record: int,
     end = start + n * record
     for offset, field, kind, width in layout:
         at = start + offset
-        if kind == "varint":
+        if kind == "varint" and width <= 8:
+            # the varint's bytes as one little-endian uint64 per record, then its 7-bit groups packed
+            wide = np.zeros((n, 8), dtype=np.uint8)
+            wide[:, :width] = np.lib.stride_tricks.as_strided(buf[at:], shape=(n, width), strides=(record, 1))
+            raw = wide.view("<u8").ravel()
+            acc = raw & np.uint64(0x7F)
+            for j in range(1, width):
+                acc |= (raw >> np.uint64(j)) & np.uint64(0x7F << (7 * j))
+            if field == 1:
+                ts = acc.view(np.int64)
+            else:
+                preview = acc != 0
+        elif kind == "varint":  # 9 or 10 bytes: negative timestamps (two's complement, sign-extended)
             acc = np.zeros(n, dtype=np.uint64)
             for j in range(width):
                 acc |= (buf[at + j: end: record] & 0x7F).astype(np.uint64) << np.uint64(7 * j)
