@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchkit import PeakRss
+from benchkit import PeakRss, result_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake server lives in tests/
 
@@ -172,8 +172,7 @@ def run_phase(ctx, srv, name: str, project: str, scratch: Path, workers: int) ->
     proc = ctx.Process(target=_phase, args=(name, project, env, scratch / f"{name}-{project.replace('/', '_')}",
                                             workers, queue))
     proc.start()
-    ok, rows, seconds, peak, failed = queue.get()
-    proc.join()
+    ok, rows, seconds, peak, failed = result_of(proc, queue)
     requests = sum(n for op, n in srv.counts.items() if op not in BOOTSTRAP and not op.startswith("swagger"))
     if failed:
         print(f"  {name} {project}: failures: {failed}", file=sys.stderr)

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchkit import PeakRss
+from benchkit import PeakRss, result_of
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fake lives in tests/
 
@@ -165,15 +165,15 @@ def _phase(name: str, project: str, env: dict[str, str], out: Path, workers: int
     configure_logging("warning")
     logging.getLogger("neptune").setLevel(logging.ERROR)
     with PeakRss() as rss:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         if name == "ours":
             runs, rows, points = _ours(project, out, workers, profile)
         elif name == "floor":
             runs, rows, points = _floor(project, page_points)
         else:
             runs, rows, points = _public_api(project, out, baseline_step if project == BIG else None)
-        elapsed = time.perf_counter() - started
-    queue.put((runs, rows, points, elapsed, rss.peak))
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    queue.put((runs, rows, points, elapsed, rss.peak, cpu))
 
 
 # ------------------------------------------------------------------------------------------- the driver
@@ -206,13 +206,14 @@ def run_phase(ctx: Any, fake: Any, name: str, project: str, scratch: Path, args:
     step = (args.baseline_points // args.series - 1) * STEP if args.baseline_points else None
     proc = ctx.Process(target=_phase, args=(name, project, env, out, args.workers, args.page_points,
                                             step, profile, queue))
+    fake_cpu = time.process_time()  # the fake serves from this process's threads
     proc.start()
-    runs, rows, points, seconds, peak = queue.get()
-    proc.join()
+    runs, rows, points, seconds, peak, cpu = result_of(proc, queue)
+    fake_cpu = time.process_time() - fake_cpu
     requests = sum(1 for r in fake.requests if not any(a in r.path for a in AUTH))
     shutil.rmtree(out, ignore_errors=True)
     return {"runs": runs, "rows": rows, "points": points, "seconds": seconds, "peak_mb": peak / (1 << 20),
-            "requests": requests}
+            "requests": requests, "cpu": cpu, "fake_cpu": fake_cpu}
 
 
 def main() -> int:
@@ -270,10 +271,14 @@ def main() -> int:
         ("points (big run)", BIG, lambda r: r["points"], "{:>14,.0f}"),
         ("requests (big run)", BIG, lambda r: r["requests"], "{:>14,.0f}"),
         ("peak RSS MB (big run)", BIG, lambda r: r["peak_mb"], "{:>14,.0f}"),
+        ("client CPU s (big run)", BIG, lambda r: r["cpu"], "{:>14,.2f}"),
+        ("fake's CPU s (big run)", BIG, lambda r: r["fake_cpu"], "{:>14,.2f}"),
         ("runs/s (small runs)", MANY, lambda r: r["runs"] / r["seconds"], "{:>14,.1f}"),
         ("float points/s (small runs)", MANY, lambda r: r["points"] / r["seconds"], "{:>14,.0f}"),
         ("requests per run (small)", MANY, lambda r: r["requests"] / max(1, r["runs"]), "{:>14,.2f}"),
         ("peak RSS MB (small runs)", MANY, lambda r: r["peak_mb"], "{:>14,.0f}"),
+        ("client CPU s (small runs)", MANY, lambda r: r["cpu"], "{:>14,.2f}"),
+        ("fake's CPU s (small runs)", MANY, lambda r: r["fake_cpu"], "{:>14,.2f}"),
     ]
     for label, project, fn, fmt in table:
         values = [fn(results[(key, project)]) for key, _ in cols]

@@ -59,7 +59,7 @@ def worker_ours(args: argparse.Namespace) -> dict:
     storage = _storage(Path(args.data))
     sink = PlutoSink(PlutoConfig(project=args.project, url_api=args.url, url_ingest=args.url, url_py=args.url))
     cpu0 = _cpu()
-    with PeakRss() as rss:
+    with PeakRss() as rss:  # our sink starts no processes
         t0 = time.perf_counter()
         summary = Orchestrator(storage, sink=sink, workers=args.workers).load()
         seconds = time.perf_counter() - t0
@@ -109,7 +109,7 @@ def worker_pluto(args: argparse.Namespace) -> dict:
         settings.update(sync_process_batch_size=5000, sync_process_flush_interval=0.05,
                         sync_process_shutdown_timeout=600)
     cpu0 = _cpu()
-    with PeakRss() as rss:
+    with PeakRss(children=True) as rss:
         t0 = time.perf_counter()
         for run_id, steps in data:
             op = pluto.init(project=args.project, name=run_id, run_id=f"bench-{args.method}:{run_id}",
