@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from ..common import restore_env
 from .server import FakeNeptune2Server
 
 RETRIES_TIMEOUT = 5
@@ -74,11 +75,7 @@ def neptune2_client_env(server: FakeNeptune2Server, retries_timeout: int = RETRI
             retry_utils.retries_timeout = retries_timeout
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        restore_env(saved)
         time.tzset()
         if retry_utils is not None:
             retry_utils.retries_timeout = old_retries

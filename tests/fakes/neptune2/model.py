@@ -16,18 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ..common import to_ms
 from .spec import ATTRIBUTE_PROPERTY_FIELDS
 
 JSON = dict[str, Any]
-
-
-def to_ms(value: datetime | int | float) -> int:
-    """Milliseconds since the epoch; naive datetimes are taken as UTC."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(round(value.timestamp() * 1000))
-    return int(value)
 
 
 def ms_to_datetime(ms: int) -> datetime:

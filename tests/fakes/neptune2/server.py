@@ -16,29 +16,36 @@ Typical use::
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import hashlib
-import hmac
 import io
 import json
 import re
 import secrets
-import socket
 import threading
 import time
 import uuid
 import zipfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import numpy as np
 
+from ..common import (
+    FakeHTTPServer,
+    FakeRequestHandler,
+    FaultRule,
+    FaultRules,
+    ServedFake,
+    check_fault_kind,
+    decode_api_token,
+    hs256_claims,
+    hs256_jwt,
+    make_api_token,
+    method_matches,
+)
 from . import spec as specs
 from .model import (
     Artifact,
@@ -151,7 +158,7 @@ FAULT_KINDS = ("5xx", "429", "401", "403", "404", "token_version", "token_expire
 
 
 @dataclass
-class Fault:
+class Fault(FaultRule):
     """An injected failure.  ``pattern`` is searched in the request path or must fully match the operationId."""
 
     pattern: str
@@ -165,21 +172,15 @@ class Fault:
     hits: int = 0
 
     def matches(self, method: str, path: str, op: str) -> bool:
-        if self.method and self.method.upper() != method:
+        if not method_matches(self.method, method):
             return False
         return re.search(self.pattern, path) is not None or re.fullmatch(self.pattern, op) is not None
 
-    @property
-    def exhausted(self) -> bool:
-        return self.times is not None and self.hits >= self.times
 
+class Faults(FaultRules[Fault]):
+    """Registry of injected faults, consumed in insertion order; ``times=None`` means forever.
 
-class Faults:
-    """Registry of injected faults, consumed in insertion order; ``times=None`` means forever."""
-
-    def __init__(self) -> None:
-        self._faults: list[Fault] = []
-        self._lock = threading.Lock()
+    ``take(method, path, op)``: the operationId is matched too."""
 
     def add(
         self,
@@ -197,27 +198,11 @@ class Faults:
         ``401``, ``403``, ``404``, ``token_version`` (the 400 "X-Neptune-Api-Token missing or invalid"),
         ``token_expired`` (401 ``AUTHORIZATION_TOKEN_EXPIRED``), ``slow`` (sleep ``delay`` s, then serve),
         ``drop`` (close the connection without an answer), ``error`` (any ``status`` and ``body``)."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
-        fault = Fault(pattern, kind, times, status, retry_after, delay, body, method)
-        with self._lock:
-            self._faults.append(fault)
-        return fault
+        check_fault_kind(kind, FAULT_KINDS)
+        return self._register(Fault(pattern, kind, times, status, retry_after, delay, body, method))
 
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def take(self, method: str, path: str, op: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if not fault.exhausted and fault.matches(method, path, op):
-                    fault.hits += 1
-                    return fault
-        return None
-
-    def __iter__(self):
-        return iter(list(self._faults))
+    def __iter__(self) -> Iterator[Fault]:
+        return iter(self.rules)
 
 
 def _json_default(obj: Any) -> Any:
@@ -238,52 +223,29 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(status, _dumps(obj), {"Content-Type": "application/json"})
 
 
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive: paging a 1M-point series must not open 1000 connections
+class _Handler(FakeRequestHandler):
     timeout = 60
     wbufsize = 1 << 16  # one write per small response; headers and body in separate packets stall on ACKs
     server: _HTTPServer
 
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.app._connections.add(self.connection)
-
-    def finish(self) -> None:
-        self.server.app._connections.discard(self.connection)
-        super().finish()
-
     def do_GET(self) -> None:  # noqa: N802 - stdlib naming
-        self.server.app._dispatch(self, "GET")
+        self.server.fake._dispatch(self, "GET")
 
     def do_POST(self) -> None:  # noqa: N802
-        self.server.app._dispatch(self, "POST")
+        self.server.fake._dispatch(self, "POST")
 
     def do_PUT(self) -> None:  # noqa: N802
-        self.server.app._dispatch(self, "PUT")
+        self.server.fake._dispatch(self, "PUT")
 
     def do_DELETE(self) -> None:  # noqa: N802
-        self.server.app._dispatch(self, "DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        pass
+        self.server.fake._dispatch(self, "DELETE")
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    app: FakeNeptune2Server
+class _HTTPServer(FakeHTTPServer):
+    fake: FakeNeptune2Server
 
 
-class FakeNeptune2Server:
+class FakeNeptune2Server(ServedFake):
     """In-process fake of a self-hosted Neptune 2.x server.
 
     Data: ``add_project``, ``add_run``, ``add_model``, ``add_model_version``.  Faults: ``faults.add(...)``.
@@ -329,52 +291,17 @@ class FakeNeptune2Server:
 
         self.string_series_max_value_length: int | None = None
         self.record_requests = True
-        self._connections: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes, self._template_routes = self._build_routes()
         self._default_token = ""
 
     # ------------------------------------------------------------------------------------------- lifecycle
 
     def start(self) -> FakeNeptune2Server:
-        """Bind to an ephemeral port on 127.0.0.1 and serve from a daemon thread."""
-        httpd = _HTTPServer((self.host, self._requested_port), _Handler)
-        httpd.app = self
-        self._httpd = httpd
-        self._thread = threading.Thread(target=httpd.serve_forever, name="fake-neptune2", daemon=True)
-        self._thread.start()
+        """Bind (port 0 = an ephemeral port) and serve from a daemon thread; ``stop()`` or use ``with``."""
+        self._bind(_HTTPServer, _Handler, self._requested_port)
+        self._serve("fake-neptune2")
         self._default_token = self.make_api_token("fake-api-key")
         return self
-
-    def stop(self) -> None:
-        """Stop serving and cut kept-alive client connections, so no handler thread outlives the server."""
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-        for conn in list(self._connections):
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> FakeNeptune2Server:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("server not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
 
     # --------------------------------------------------------------------------------------------- tokens
 
@@ -387,8 +314,7 @@ class FakeNeptune2Server:
         """A new valid API token.  A distinct token defeats the client's per-token caches (config, exchange)."""
         api_key = api_key or secrets.token_hex(8)
         self._api_keys.add(api_key)
-        payload = {"api_address": self.base_url, "api_url": self.base_url, "api_key": api_key}
-        return base64.b64encode(json.dumps(payload).encode()).decode()
+        return make_api_token(self.base_url, api_key)
 
     def client_env(self, *, retries_timeout: int = 5, api_token: str | None = None) -> dict[str, str]:
         """Environment variables that point an unmodified neptune 1.x client (or a subprocess) at this fake."""
@@ -403,8 +329,7 @@ class FakeNeptune2Server:
 
     def _jwt(self, ttl: float) -> str:
         now = int(time.time())
-        header = {"alg": "HS256", "typ": "JWT"}
-        payload = {
+        claims = {
             "exp": now + int(ttl),
             "iat": now,
             "jti": str(uuid.uuid4()),
@@ -413,21 +338,14 @@ class FakeNeptune2Server:
             "sub": self.username,
             "preferred_username": self.username,
         }
-        signing_input = _b64url(_dumps(header)) + "." + _b64url(_dumps(payload))
-        sig = hmac.new(self._signing_key, signing_input.encode(), hashlib.sha256).digest()
-        return signing_input + "." + _b64url(sig)
+        return hs256_jwt(self._signing_key, claims)
 
     def _check_bearer(self, req: Request) -> None:
         auth = req.headers.get("Authorization") or ""
         if not auth.startswith("Bearer "):
             raise HttpError(401, {"title": "Unauthorized", "message": "missing bearer token"})
-        token = auth[len("Bearer ") :]
         try:
-            head, payload, sig = token.split(".")
-            expected = hmac.new(self._signing_key, f"{head}.{payload}".encode(), hashlib.sha256).digest()
-            if not hmac.compare_digest(expected, _b64url_decode(sig)):
-                raise ValueError("bad signature")
-            claims = json.loads(_b64url_decode(payload))
+            claims = hs256_claims(self._signing_key, auth[len("Bearer ") :])
         except ValueError as e:
             raise HttpError(401, {"title": "Unauthorized", "message": "invalid bearer token"}) from e
         if claims.get("exp", 0) < time.time():
@@ -436,13 +354,10 @@ class FakeNeptune2Server:
     def _check_api_token(self, req: Request, *, known_key: bool) -> None:
         """Malformed or missing token header -> the 400 the exporter reads as "wrong token version";
         an unknown ``api_key`` -> 401 (checked on the exchange, which the client maps to an invalid token)."""
-        raw = req.headers.get("X-Neptune-Api-Token")
-        try:
-            data = json.loads(base64.b64decode((raw or "").encode()).decode())
-            key = data["api_key"]
-        except (ValueError, KeyError, TypeError) as e:
-            raise HttpError(400, {"title": "Bad request", "message": TOKEN_VERSION_MESSAGE}) from e
-        if known_key and key not in self._api_keys:
+        data = decode_api_token(req.headers.get("X-Neptune-Api-Token") or "")
+        if data is None or "api_key" not in data:
+            raise HttpError(400, {"title": "Bad request", "message": TOKEN_VERSION_MESSAGE})
+        if known_key and data["api_key"] not in self._api_keys:
             raise HttpError(401, {"title": "Unauthorized", "message": "Invalid API token"})
 
     # -------------------------------------------------------------------------------------------- builder
@@ -757,8 +672,7 @@ class FakeNeptune2Server:
         split = urlsplit(h.path)
         path = split.path
         query = parse_qs(split.query, keep_blank_values=True)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length) if length else b""
+        body = h.read_body()
         route = self._route(method, path)
         op = route[0] if route else f"{method} {path}"
         record = RequestRecord(
@@ -776,7 +690,7 @@ class FakeNeptune2Server:
         if fault is not None:
             record.fault = fault.kind
             if fault.kind == "drop":
-                h.close_connection = True
+                h.drop_connection()
                 record.status = -1
                 return
             if fault.kind == "slow":
@@ -827,13 +741,7 @@ class FakeNeptune2Server:
     @staticmethod
     def _send(h: _Handler, response: Response) -> None:
         try:
-            h.send_response(response.status)
-            for k, v in response.headers.items():
-                h.send_header(k, v)
-            h.send_header("Content-Length", str(len(response.body)))
-            h.end_headers()
-            if h.command != "HEAD":
-                h.wfile.write(response.body)
+            h.send_answer(response.status, response.body, response.headers)
         except (BrokenPipeError, ConnectionResetError):
             h.close_connection = True
 

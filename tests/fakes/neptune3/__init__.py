@@ -4,9 +4,10 @@ Serves the read API used by ``neptune-query`` and the ingest API used by ``neptu
 ``ThreadingHTTPServer``; see ``server.FakeNeptune3`` and the pytest fixture in ``fixtures``.
 """
 
+from ..common import apply_env, restore_env
 from .builder import DataBuilder, RunBuilder
 from .faults import Fault, FaultInjector
-from .server import FakeNeptune3, RequestRecord, apply_env, restore_env
+from .server import FakeNeptune3, RequestRecord
 from .store import FileRef, Histogram, Store
 
 __all__ = [

@@ -15,23 +15,15 @@ from __future__ import annotations
 
 import mimetypes
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from ..common import to_ms
 from .store import FileRef, Histogram, Project, Run, Store, now_ms
 
 DEFAULT_START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z: deterministic timestamps for builder data
-
-
-def to_ms(value: datetime | int | float) -> int:
-    """Epoch milliseconds from a datetime (naive = UTC) or a number already in milliseconds."""
-    if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        return int(round(value.timestamp() * 1000))
-    return int(value)
 
 
 def _atom(value: Any) -> tuple[str, Any]:

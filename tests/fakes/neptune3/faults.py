@@ -18,15 +18,16 @@ Kinds (what the client sees):
 from __future__ import annotations
 
 import re
-import threading
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..common import FaultRule, FaultRules, check_fault_kind, method_matches
 
 KINDS = frozenset({"5xx", "429", "http_error", "expired_token", "access_denied", "slow", "reset"})
 
 
 @dataclass
-class Fault:
+class Fault(FaultRule):
     """One rule. ``times=None`` means forever; ``hits`` counts how often it fired."""
 
     path_regex: str
@@ -41,28 +42,17 @@ class Fault:
     _pattern: re.Pattern[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}; expected one of {sorted(KINDS)}")
+        check_fault_kind(self.kind, KINDS)
         self._pattern = re.compile(self.path_regex)
 
-    @property
-    def exhausted(self) -> bool:
-        return self.times is not None and self.hits >= self.times
-
     def matches(self, method: str, path: str) -> bool:
-        if self.exhausted:
-            return False
-        if self.method is not None and self.method.upper() != method.upper():
+        if self.exhausted or not method_matches(self.method, method):
             return False
         return self._pattern.search(path) is not None
 
 
-class FaultInjector:
-    """Thread-safe list of fault rules; the first live matching rule fires."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._rules: list[Fault] = []
+class FaultInjector(FaultRules[Fault]):
+    """Thread-safe list of fault rules; the first live matching rule fires (``take``, ``clear``, ``rules``)."""
 
     def add(
         self,
@@ -79,25 +69,4 @@ class FaultInjector:
         """Register a fault for requests whose path (without query string) matches ``path_regex``."""
         if kind == "slow" and delay <= 0:
             raise ValueError("a 'slow' fault needs delay > 0")
-        fault = Fault(path_regex, kind, times, method, status, retry_after, delay, body)
-        with self._lock:
-            self._rules.append(fault)
-        return fault
-
-    def take(self, method: str, path: str) -> Fault | None:
-        """Consume one hit of the first matching rule, if any."""
-        with self._lock:
-            for rule in self._rules:
-                if rule.matches(method, path):
-                    rule.hits += 1
-                    return rule
-        return None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._rules.clear()
-
-    @property
-    def rules(self) -> list[Fault]:
-        with self._lock:
-            return list(self._rules)
+        return self._register(Fault(path_regex, kind, times, method, status, retry_after, delay, body))

@@ -25,7 +25,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .server import FakeNeptune3, apply_env, restore_env
+from ..common import apply_env, restore_env
+from .server import FakeNeptune3
 
 
 def reload_neptune_query_context() -> None:

@@ -14,21 +14,18 @@ Bootstrap paths served (both client generations):
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import re
-import socket
 import threading
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from ..common import FakeHTTPServer, FakeRequestHandler, ServedFake
 from . import read_api, write_api
 from .builder import DataBuilder
 from .faults import Fault, FaultInjector
@@ -71,62 +68,20 @@ class _Request:
 Handler = Callable[["FakeNeptune3", _Request], Answer]
 
 
-class _HttpServer(ThreadingHTTPServer):
-    """Tracks open connections so ``stop()`` can close keep-alive sockets the clients' pools still hold."""
-
-    daemon_threads = True
-    allow_reuse_address = True
+class _HttpServer(FakeHTTPServer):
     request_queue_size = 128  # neptune-query opens up to 32 connections at once; the stdlib default is 5
     fake: FakeNeptune3
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.open_sockets: set[socket.socket] = set()
-        self.sockets_lock = threading.Lock()
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        with self.sockets_lock:
-            self.open_sockets.add(request)
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            with self.sockets_lock:
-                self.open_sockets.discard(request)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (timeout, reset) breaks the pipe mid-answer; note it instead of printing."""
         self.fake.disconnects += 1
 
-    def close_open_sockets(self) -> None:
-        with self.sockets_lock:
-            sockets = list(self.open_sockets)
-        for sock in sockets:
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
 
-
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as httpx expects from a real server
+class _RequestHandler(FakeRequestHandler):
     # headers and body go out in two sends; without TCP_NODELAY every small answer waits ~40 ms for the
     # client's delayed ACK, which made the fake, not our code, the bottleneck of small-run exports
     disable_nagle_algorithm = True
     server: _HttpServer
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silence per-request logging on stderr."""
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().strip() or b"0", 16)
-                if size == 0:
-                    self.rfile.readline()
-                    return b"".join(chunks)
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline()
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
 
     def _handle(self) -> None:
         split = urlsplit(self.path)
@@ -135,27 +90,18 @@ class _RequestHandler(BaseHTTPRequestHandler):
             path=split.path,
             query=parse_qs(split.query, keep_blank_values=True),
             headers=self.headers,
-            raw=self._read_body(),
+            raw=self.read_body(),
         )
         answer = self.server.fake.dispatch(request)
         if answer is None:  # a "reset" fault: drop the connection without answering
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
+            self.drop_connection()
             return
-        self.send_response(answer.status)
-        self.send_header("Content-Type", answer.content_type)
-        self.send_header("Content-Length", str(len(answer.body)))
-        for key, value in answer.headers.items():
-            self.send_header(key, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
+        self.send_answer(answer.status, answer.body, answer.headers, answer.content_type)
 
     do_GET = do_POST = do_PUT = do_HEAD = _handle
 
 
-class FakeNeptune3:
+class FakeNeptune3(ServedFake):
     """The fake backend. Use as a context manager or call ``start()`` / ``stop()``."""
 
     def __init__(
@@ -177,11 +123,9 @@ class FakeNeptune3:
         self.requests: list[RequestRecord] = []
         self.server_errors: list[str] = []  # tracebacks of handler crashes (a test should keep this empty)
         self.disconnects = 0  # connections the client dropped while the fake was answering
-        self._host = host
+        self.host = host
         self._token_ttl = token_ttl_seconds
         self._issuer: TokenIssuer | None = None
-        self._httpd: _HttpServer | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("GET", re.compile(r"^/api/backend/v1/clients/config$"), FakeNeptune3._client_config),
@@ -233,48 +177,15 @@ class FakeNeptune3:
             rf"^(/api/backend/v1/clients/config|/api/backend/v1/authorization/oauth-token|{REALM_PATH}/|{STORAGE_PREFIX})"
         )
 
-    # -- lifecycle ---------------------------------------------------------------------------------------
+    # -- lifecycle, addresses, tokens, environment (stop, port, base_url: ServedFake) ----------------------
     def start(self) -> FakeNeptune3:
         """Bind to an ephemeral port and serve from a daemon thread."""
         if self._httpd is not None:
             return self
-        httpd = _HttpServer((self._host, 0), _RequestHandler)
-        httpd.fake = self
-        self._httpd = httpd
+        self._bind(_HttpServer, _RequestHandler)
         self._issuer = TokenIssuer(self.base_url, access_ttl_seconds=self._token_ttl)
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-neptune3", daemon=True
-        )
-        self._thread.start()
+        self._serve("fake-neptune3", poll_interval=0.05)
         return self
-
-    def stop(self) -> None:
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._httpd.close_open_sockets()  # ends handler threads parked on idle keep-alive connections
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._httpd = None
-        self._thread = None
-
-    def __enter__(self) -> FakeNeptune3:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    # -- addresses, tokens, environment -----------------------------------------------------------------
-    @property
-    def port(self) -> int:
-        if self._httpd is None:
-            raise RuntimeError("the fake is not started")
-        return int(self._httpd.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        return f"http://{self._host}:{self.port}"
 
     @property
     def api_token(self) -> str:
@@ -533,18 +444,3 @@ class FakeNeptune3:
 
     def _ingest_check(self, request: _Request) -> Answer:
         return Answer(body=write_api.check_status(self.store, request.raw))
-
-
-def apply_env(env: dict[str, str]) -> dict[str, str | None]:
-    """Set ``env`` in ``os.environ``; returns the previous values for ``restore_env``."""
-    previous = {key: os.environ.get(key) for key in env}
-    os.environ.update(env)
-    return previous
-
-
-def restore_env(previous: dict[str, str | None]) -> None:
-    for key, value in previous.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value

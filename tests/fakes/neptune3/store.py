@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 import threading
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ..common import now_ms
+
 SERIES_TYPES = frozenset({"floatSeries", "stringSeries", "histogramSeries", "fileRefSeries"})
 ATOM_TYPES = frozenset({"float", "int", "string", "bool", "datetime", "stringSet", "fileRef"})
 ALL_TYPES = SERIES_TYPES | ATOM_TYPES
-
-
-def now_ms() -> int:
-    """Wall-clock epoch milliseconds (datetime attributes and point timestamps use this unit)."""
-    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True)

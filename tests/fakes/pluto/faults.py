@@ -20,11 +20,13 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from ..common import FaultRule, FaultRules, check_fault_kind, method_matches
+
 KINDS = frozenset({"5xx", "429", "drop", "slow", "422"})
 
 
 @dataclass
-class Fault:
+class Fault(FaultRule):
     """One active fault rule; ``hits`` counts the requests it has affected."""
 
     pattern: re.Pattern[str]
@@ -39,19 +41,11 @@ class Fault:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def matches(self, method: str, path: str) -> bool:
-        return (self.method is None or self.method == method) and self.pattern.search(path) is not None
-
-    @property
-    def exhausted(self) -> bool:
-        return self.times is not None and self.hits >= self.times
+        return method_matches(self.method, method) and self.pattern.search(path) is not None
 
 
-class FaultSet:
+class FaultSet(FaultRules[Fault]):
     """Thread-safe list of fault rules consulted once per request (first active match wins)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._faults: list[Fault] = []
 
     def add(
         self,
@@ -66,8 +60,7 @@ class FaultSet:
         process: bool = False,
     ) -> Fault:
         """Register a fault for requests whose path (no query string) matches ``path_regex``."""
-        if kind not in KINDS:
-            raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(KINDS)}")
+        check_fault_kind(kind, KINDS)
         if status is None:
             status = {"5xx": 503, "429": 429, "422": 422}.get(kind, 503)
         if kind == "5xx" and not 500 <= status <= 599:
@@ -82,28 +75,8 @@ class FaultSet:
             delay,
             process,
         )
-        with self._lock:
-            self._faults.append(fault)
-        return fault
-
-    def take(self, method: str, path: str) -> Fault | None:
-        """Consume one use of the first matching active fault, if any."""
-        with self._lock:
-            for fault in self._faults:
-                if not fault.exhausted and fault.matches(method, path):
-                    fault.hits += 1
-                    return fault
-        return None
-
-    def remove(self, fault: Fault) -> None:
-        with self._lock:
-            if fault in self._faults:
-                self._faults.remove(fault)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
+        return self._register(fault)
 
     def __len__(self) -> int:
         with self._lock:
-            return sum(1 for f in self._faults if not f.exhausted)
+            return sum(1 for f in self._rules if not f.exhausted)

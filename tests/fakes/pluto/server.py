@@ -17,23 +17,21 @@ Usage::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
-import socket
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import numpy as np
 
+from ..common import FakeHTTPServer, FakeRequestHandler, ServedFake
 from .faults import Fault, FaultSet
 from .ingest import (
     IngestError,
@@ -158,33 +156,15 @@ def endpoint_key(method: str, path: str) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class _HTTPServer(FakeHTTPServer):
     request_queue_size = 256
     fake: FakePluto
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, like the real services
+class _Handler(FakeRequestHandler):
     server: _HTTPServer
     server_version = "fake-pluto"
     sys_version = ""
-
-    def setup(self) -> None:
-        super().setup()
-        # Without TCP_NODELAY every response waits ~40 ms for the delayed ACK (Nagle).
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.server.fake._track(self.connection, True)
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.server.fake._track(self.connection, False)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        """Silence the per-request stderr line (tests assert on state, not on logs)."""
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -198,43 +178,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_DELETE(self) -> None:
         self._dispatch("DELETE")
 
-    def _read_body(self) -> bytes:
-        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-            parts = []
-            while True:
-                size_line = self.rfile.readline()
-                size = int(size_line.split(b";")[0].strip() or b"0", 16)
-                if size == 0:
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                        pass
-                    break
-                parts.append(self.rfile.read(size))
-                self.rfile.readline()
-            return b"".join(parts)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
-
     def _send(self, resp: Response) -> None:
-        self.send_response(resp.status)
-        self.send_header("Content-Type", resp.content_type)
-        self.send_header("Content-Length", str(len(resp.body)))
-        for k, v in resp.headers.items():
-            self.send_header(k, v)
-        self.end_headers()
-        if resp.body and self.command != "HEAD":
-            self.wfile.write(resp.body)
-
-    def _drop(self) -> None:
-        """Close the connection without a response (the client sees a disconnect)."""
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+        self.send_answer(resp.status, resp.body, resp.headers, resp.content_type)
 
     def _dispatch(self, method: str) -> None:
         fake = self.server.fake
         split = urlsplit(self.path)
         path = unquote(split.path)
-        body = self._read_body()
+        body = self.read_body()
         headers = {k.lower(): v for k, v in self.headers.items()}
         req = Request(method, path, parse_qs(split.query), headers, body)
         record = fake._record(req)
@@ -256,7 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _apply_fault(self, fault: Fault, record: RequestRecord) -> None:
         if fault.kind == "drop":
-            self._drop()
+            self.drop_connection()
             return
         if fault.kind == "429":
             resp = _json(
@@ -283,7 +234,7 @@ class _Handler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------------------------------------
 
 
-class FakePluto:
+class FakePluto(ServedFake):
     """The fake server: start it, point the client at ``url``, then inspect ``runs``/``projects``.
 
     All four client URLs (app, api, ingest, py) and the S3 storage are served on one loopback
@@ -319,9 +270,6 @@ class FakePluto:
         #: Exceptions raised inside handlers (answered with 500); tests should expect it empty.
         self.errors: list[BaseException] = []
         self._log_lock = threading.Lock()
-        self._conns: set[socket.socket] = set()
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self._routes: dict[tuple[str, str], Callable[[Request], Response]] = {
             ("POST", "/api/slug"): self._h_slug,
             ("POST", "/api/runs/create"): self._h_create,
@@ -349,50 +297,25 @@ class FakePluto:
             ("GET", "/_fake/state"): self._h_state,
         }
 
-    # -- lifecycle ---------------------------------------------------------------------------
+    # -- lifecycle (stop, context manager: ServedFake) ------------------------------------------
     def start(self) -> FakePluto:
         """Bind (port 0 = ephemeral) and serve in a daemon thread."""
         if self._httpd is not None:
             return self
-        httpd = _HTTPServer((self.host, self._port), _Handler)
-        httpd.fake = self
-        self._httpd = httpd
+        httpd = self._bind(_HTTPServer, _Handler, self._port)
         self._port = httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-pluto", daemon=True
-        )
-        self._thread.start()
+        self._serve("fake-pluto", poll_interval=0.05)
         return self
-
-    def stop(self) -> None:
-        """Stop serving and close every open keep-alive connection."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        with self._log_lock:
-            conns = list(self._conns)
-        for conn in conns:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-
-    def __enter__(self) -> FakePluto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
+        """The bound port (still known after ``stop()``)."""
         return self._port
 
     @property
     def url(self) -> str:
         """Base URL for all four client URLs (app, api, ingest, py)."""
-        return f"http://{self.host}:{self._port}"
+        return self.base_url
 
     # -- client configuration ----------------------------------------------------------------
     def client_env(
@@ -531,13 +454,6 @@ class FakePluto:
             self.requests.clear()
 
     # -- internals ---------------------------------------------------------------------------
-    def _track(self, conn: socket.socket, add: bool) -> None:
-        with self._log_lock:
-            if add:
-                self._conns.add(conn)
-            else:
-                self._conns.discard(conn)
-
     def _record(self, req: Request) -> RequestRecord:
         key = endpoint_key(req.method, req.path)
         rec = RequestRecord(

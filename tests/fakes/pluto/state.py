@@ -15,11 +15,12 @@ like ``ReplacingMergeTree(time)`` read with ``FINAL``.
 from __future__ import annotations
 
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..common import now_ms
 
 #: Terminal-status precedence of the real backend: a lower state never overwrites a higher one.
 STATUS_RANK: dict[str, int] = {"RUNNING": 0, "COMPLETED": 1, "TERMINATED": 2, "CANCELLED": 3, "FAILED": 4}
@@ -31,11 +32,6 @@ LOG_TYPES: frozenset[str] = frozenset(
 
 #: Bits of ``nonFiniteFlags`` in ``/api/runs/metrics/raw`` rows (the fake's own encoding).
 NONFINITE_NAN, NONFINITE_POS_INF, NONFINITE_NEG_INF = 1, 2, 4
-
-
-def now_ms() -> int:
-    """Current wall clock in integer epoch milliseconds (the unit of every server timestamp)."""
-    return int(time.time() * 1000)
 
 
 def log_group(name: str) -> str:
