@@ -210,3 +210,20 @@ def test_state_lives_outside_the_data_root(tmp_path):
     assert storage.state_dir() == tmp_path / "migrate-state"
     assert storage.plugin_state_dir("pluto") == tmp_path / "migrate-state" / "plugins" / "pluto"
     assert not (tmp_path / "data").exists()
+
+
+def test_get_run_trusts_a_complete_manifest_only_while_its_parts_are_there(tmp_path):
+    storage = _storage(tmp_path, part_target_bytes=4096)
+    export_into(storage, MemorySource(sample_runs(points=3000, n=2)))
+    listed = {r.run_id: r for r in storage.list_runs()}
+    fast = storage.get_run("ws/proj", "RUN-1")
+    assert fast == listed["RUN-1"] and len(fast.parts) > 1  # the manifest's answer equals the directory's
+    # a listed part goes missing: the full look names it, and the run is not complete
+    Path(fast.parts[-1]).unlink()
+    broken = storage.get_run("ws/proj", "RUN-1")
+    assert not broken.complete and "missing" in broken.problem
+    # a manifest still "writing" (an interrupted re-export) is never taken at its word
+    manifest_path = Path(listed["RUN-2"].location + ".manifest.json")
+    manifest_path.write_text(manifest_path.read_text().replace('"complete"', '"writing"'))
+    assert not storage.get_run("ws/proj", "RUN-2").complete
+    assert storage.get_run("ws/proj", "RUN-404") is None and storage.get_run("other/proj", "RUN-1") is None

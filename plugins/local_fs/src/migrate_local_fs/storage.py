@@ -98,27 +98,54 @@ class LocalFsStorage(Storage):
     def get_run(self, project_id: str, run_id: str) -> StoredRun | None:
         project_dir = self.data_path / sanitize_path_part(project_id)
         stem = sanitize_path_part(run_id)
+        complete = self._complete_by_manifest(project_dir, stem)
+        if complete is not None:
+            return complete
         if not project_dir.is_dir():
             return None
-        files = [p for p in project_dir.iterdir() if p.name.startswith(stem)]
-        groups = self._group(files)
+        # names only, no Path per entry: this runs once per exported run, in directories of 10k+ runs
+        groups = self._group(project_dir, [n for n in os.listdir(project_dir) if n.startswith(stem)])
         if stem not in groups:
             return None
         return self._stored(project_dir, stem, groups[stem])
 
-    def _group(self, paths: Iterable[Path]) -> dict[str, list[Path]]:
+    def _complete_by_manifest(self, project_dir: Path, stem: str) -> StoredRun | None:
+        """A run whose manifest says complete and whose listed parts all exist, without listing the directory
+        (a re-export rewrites the manifest to "writing" before it touches a part, so no other part can be
+        there). Anything else returns None and gets the full look."""
+        manifest = read_manifest(project_dir / f"{stem}{MANIFEST_SUFFIX}")
+        if manifest is None or manifest.get("status") != "complete":
+            return None
+        parts: dict[int, str] = {}
+        for entry in manifest.get("parts") or []:
+            match = PART_RE.match(str(entry.get("name", "")))
+            if not match or match["tmp"] or match["stem"] != stem:
+                return None
+            parts[int(match["n"])] = str(project_dir / entry["name"])
+        if 0 not in parts or not all(os.path.isfile(path) for path in parts.values()):
+            return None
+        return StoredRun(
+            project_id=manifest.get("project_id") or project_dir.name,
+            run_id=manifest.get("run_id") or stem,
+            complete=True,
+            manifest=manifest,
+            location=str(project_dir / stem),
+            problem=None,
+            parts=tuple(parts[n] for n in sorted(parts)),
+        )
+
+    def _group(self, project_dir: Path, names: Iterable[str]) -> dict[str, list[Path]]:
         groups: dict[str, list[Path]] = {}
-        for path in paths:
-            name = path.name
+        for name in names:
             match = PART_RE.match(name)
             if match:
-                groups.setdefault(match["stem"], []).append(path)
+                groups.setdefault(match["stem"], []).append(project_dir / name)
             elif name.endswith(MANIFEST_SUFFIX) and not name.startswith("."):
-                groups.setdefault(name[: -len(MANIFEST_SUFFIX)], []).append(path)
+                groups.setdefault(name[: -len(MANIFEST_SUFFIX)], []).append(project_dir / name)
         return groups
 
     def _runs_in(self, project_dir: Path) -> list[StoredRun]:
-        groups = self._group(project_dir.iterdir())
+        groups = self._group(project_dir, os.listdir(project_dir))
         return [self._stored(project_dir, stem, groups[stem]) for stem in sorted(groups)]
 
     def _stored(self, project_dir: Path, stem: str, paths: list[Path]) -> StoredRun:
@@ -342,10 +369,12 @@ class LocalRunWriter(RunWriter):
 
     # A leftover from an earlier attempt must never mix with this one.
     def _remove_leftovers(self) -> None:
-        for path in self.project_dir.iterdir():
-            match = PART_RE.match(path.name)
-            if match and match["stem"] == self.stem:
-                path.unlink(missing_ok=True)
+        prefix = f"{self.stem}_part_"
+        for name in os.listdir(self.project_dir):  # names only: cheap even next to 10k+ other runs
+            if name.startswith(prefix):
+                match = PART_RE.match(name)
+                if match and match["stem"] == self.stem:
+                    (self.project_dir / name).unlink(missing_ok=True)
         if self.run_files_dir.is_symlink() or self.run_files_dir.is_file():
             self.run_files_dir.unlink()
         elif self.run_files_dir.exists():
