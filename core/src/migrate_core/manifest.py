@@ -226,9 +226,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            # default=str: source info may carry datetimes or other plain objects; they become text
-            json.dump(data, handle, ensure_ascii=False, indent=1, allow_nan=False, default=str)
+        # default=str: source info may carry datetimes or other plain objects; they become text. No indent:
+        # only then does json use its C encoder (5x faster, and a manifest is written twice per run);
+        # `jq . <file>` shows one readably.
+        text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(text.encode("utf-8"))
+            handle.write(b"\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
