@@ -151,24 +151,42 @@ def decode_series_bytes(data: bytes | memoryview) -> Columns:
 
 def _checker(length: int, layout: list[tuple[int, int, str, int]]):
     """A function telling which records of a (records x record bytes) block have exactly the layout of the
-    template record: one gather of the bytes that fix a layout (tags, lengths, varint continuation bits)
-    and one comparison, instead of a pass per field."""
-    positions, masks, expected = [0, 1], [0xFF, 0xFF], [_TAG_POINTS, length]
+    template record: the bytes that fix a layout (tags, lengths, varint continuation bits) must equal the
+    template's under a per-byte mask. Records of 8+ bytes are compared a 64-bit word at a time."""
+    record = length + 2
+    masks = np.zeros(record, dtype=np.uint8)
+    want = np.zeros(record, dtype=np.uint8)
+    masks[0:2], want[0:2] = 0xFF, (_TAG_POINTS, length)
     for offset, field, kind, width in layout:
-        positions.append(offset - 1)
-        masks.append(0xFF)
-        expected.append(_tag_byte(field, kind))
+        masks[offset - 1], want[offset - 1] = 0xFF, _tag_byte(field, kind)
         if kind == "varint":
-            positions += range(offset, offset + width)
-            masks += [0x80] * width
-            expected += [0x80] * (width - 1) + [0]
-    tests = list(zip(positions, masks, expected, strict=True))
+            masks[offset: offset + width] = 0x80
+            want[offset: offset + width - 1] = 0x80
+    if record < 8:  # byte by byte
+        tests = [(int(p), int(masks[p]), int(want[p])) for p in np.flatnonzero(masks)]
+
+        def check_bytes(block: np.ndarray) -> np.ndarray:
+            ok = np.ones(len(block), dtype=np.bool_)
+            for position, mask, expected in tests:
+                column = block[:, position]
+                ok &= (column if mask == 0xFF else column & mask) == expected
+            return ok
+
+        return check_bytes
+    # 8-byte windows covering every masked byte; the last one ends at the record's end, never past it
+    words = []
+    for start in sorted({min(p - p % 8, record - 8) for p in np.flatnonzero(masks)}):
+        mask_word = masks[start: start + 8].view("<u8")[0]
+        want_word = want[start: start + 8].view("<u8")[0]
+        words.append((start, mask_word, want_word))
 
     def check(block: np.ndarray) -> np.ndarray:
-        ok = np.ones(len(block), dtype=np.bool_)
-        for position, mask, want in tests:
-            column = block[:, position]
-            ok &= (column if mask == 0xFF else column & mask) == want
+        flat = block.reshape(-1)
+        ok = None
+        for start, mask_word, want_word in words:
+            column = np.ndarray((len(block),), dtype="<u8", buffer=flat, offset=start, strides=(record,))
+            same = (column & mask_word) == want_word
+            ok = same if ok is None else ok & same
         return ok
 
     return check
