@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from importlib.metadata import version
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 from migrate_core.api import RunContext, RunReport, Selection
 from migrate_core.format import plain
 from migrate_core.testing import MemoryStorage, export_into
+from migrate_neptune3.series import PREFETCH_PAGES
 
 from tests.fakes.neptune2 import FakeNeptune2Server
 from tests.fakes.neptune3.server import FakeNeptune3
@@ -277,7 +279,34 @@ def test_cancel_between_pages(fake_neptune3: FakeNeptune3, tmp_path):
     with pytest.raises(Cancelled):
         source.export_run(run, Selection(), writer, ctx)
     writer.abort()
-    assert fake_neptune3.count(r"/series/float$") <= 3
+    # the first page, the answers fetched ahead, and at most one request in flight when the cancel came
+    assert fake_neptune3.count(r"/series/float$") <= 1 + PREFETCH_PAGES + 1
+
+
+def test_server_failing_after_the_first_pages_fails_the_run_and_stops_the_fetcher(fake_neptune3: FakeNeptune3,
+                                                                                  tmp_path):
+    fake_neptune3.data.run("long").metric("m", steps=np.arange(50_000, dtype=float), values=np.zeros(50_000))
+    source = make_source(page_points=1000)
+    run = next(iter(source.list_runs(Selection())))
+    broken = threading.Event()
+
+    def first_rows(_n: int) -> None:  # the fetcher is running ahead by now: break the server under it
+        if not broken.is_set():
+            broken.set()
+            fake_neptune3.faults.add(r"/series/float$", "5xx", times=None, status=500)
+
+    ctx = RunContext(RunReport(), threading.Event(), on_rows=first_rows)
+    storage = MemoryStorage(tmp_path)
+    writer = storage.begin_run(run.project_id, run.run_id, {"plugin": "neptune3"})
+    from migrate_neptune3.errors import AttributeFetchError
+
+    with pytest.raises(AttributeFetchError, match="'m' could not be read"):
+        source.export_run(run, Selection(), writer, ctx)
+    writer.abort()
+    deadline = time.monotonic() + 10
+    while any(t.name == "neptune3-prefetch" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "neptune3-prefetch" for t in threading.enumerate())
 
 
 # ------------------------------------------------------------------------------------------- discovery

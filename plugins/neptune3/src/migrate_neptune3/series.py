@@ -9,8 +9,9 @@ server's `searchAfter` tokens. Nothing is accumulated per series: each page beco
 from __future__ import annotations
 
 import contextvars
+import queue
+import threading
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,9 +40,24 @@ def _holder(project: str, sys_id: str) -> dict[str, str]:
     return {"identifier": f"{project}/{sys_id}", "type": "experiment"}
 
 
+PREFETCH_PAGES = 2  # float answers fetched ahead of the consumer
+_END = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
 def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: list[str], *, lineage: bool,
-                page_points: int) -> Iterator[FloatPage]:
-    """Every point (committed and preview) of the given float series, one page at a time."""
+                page_points: int, depth: int = PREFETCH_PAGES) -> Iterator[FloatPage]:
+    """Every point (committed and preview) of the given float series, one page at a time.
+
+    The first page is fetched inline: most series fit in it and need no thread. Longer series are fetched by
+    a thread that runs ahead of the consumer by up to `depth` answers, asking for the next page the moment
+    one is decoded (the next page starts after the last step of this one), so neither the server nor the
+    fetch waits for the consumer's writing unless the consumer falls `depth` answers behind.
+    """
     pending = {
         str(i): {
             "requestId": str(i),
@@ -51,37 +67,70 @@ def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: l
         }
         for i, name in enumerate(attributes)
     }
-    def ask(requests: dict[str, dict[str, Any]]) -> tuple[int, Future[list[tuple[str, Any]]]]:
-        limit = max(1, page_points // len(requests))
-        params = {"requests": list(requests.values()), "stepRange": {"from": None, "to": None},
-                  "order": "ascending", "perSeriesPointsLimit": limit}
-        # in the caller's context, so a retry of the prefetched request is counted for its run
-        return limit, prefetch.submit(contextvars.copy_context().run, client.float_series_page, params)
+    if not pending:
+        return
+    pages, pending = _float_answer(client, pending, page_points)
+    if not pending:
+        yield from pages
+        return
+    answers: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
 
-    # one request in flight while the previous answer is decoded and written: the server works meanwhile
-    prefetch = ThreadPoolExecutor(1, thread_name_prefix="neptune3-prefetch")
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                answers.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def fetch_rest(requests: dict[str, dict[str, Any]]) -> None:
+        try:
+            while requests:
+                found, requests = _float_answer(client, requests, page_points)
+                if not put(found):
+                    return
+            put(_END)
+        except BaseException as exc:  # noqa: BLE001 - raised in the consuming thread
+            put(_Raised(exc))
+
+    # in the caller's context, so a retry of a prefetched request is counted for its run
+    thread = threading.Thread(target=contextvars.copy_context().run, args=(fetch_rest, pending),
+                              name="neptune3-prefetch", daemon=True)
+    thread.start()
     try:
-        limit, answer = ask(pending)
+        yield from pages
         while True:
-            pages = []
-            following: dict[str, dict[str, Any]] = {}
-            for request_id, page in answer.result():
-                request = pending.get(request_id)
-                if request is None:
-                    continue
-                if len(page[0]):
-                    pages.append(FloatPage(request["series"]["attribute"], *page))
-                if len(page[0]) >= limit:
-                    following[request_id] = {**request, "afterStep": float(page[1][-1])}
-            if following:
-                pending = following
-                limit, answer = ask(pending)
-            yield from pages
-            if not following:
+            item = answers.get()
+            if item is _END:
                 return
+            if isinstance(item, _Raised):
+                raise item.exc
+            yield from item
     finally:
-        # on cancel or failure, do not wait for a prefetched answer nobody will read
-        prefetch.shutdown(wait=False, cancel_futures=True)
+        # on cancel or failure, do not wait for a request in flight nobody will read: the thread sees `stop`
+        # when it returns and exits
+        stop.set()
+
+
+def _float_answer(client: Neptune3Client, requests: dict[str, dict[str, Any]],
+                  page_points: int) -> tuple[list[FloatPage], dict[str, dict[str, Any]]]:
+    """One series/float request: its non-empty pages, and the requests for the pages that follow."""
+    limit = max(1, page_points // len(requests))
+    params = {"requests": list(requests.values()), "stepRange": {"from": None, "to": None},
+              "order": "ascending", "perSeriesPointsLimit": limit}
+    pages: list[FloatPage] = []
+    following: dict[str, dict[str, Any]] = {}
+    for request_id, page in client.float_series_page(params):
+        request = requests.get(request_id)
+        if request is None:
+            continue
+        if len(page[0]):
+            pages.append(FloatPage(request["series"]["attribute"], *page))
+        if len(page[0]) >= limit:
+            following[request_id] = {**request, "afterStep": float(page[1][-1])}
+    return pages, following
 
 
 def float_batches(project_id: str, run_id: str, page: FloatPage, previews: bool) -> tuple[list[pa.RecordBatch], int]:
