@@ -44,7 +44,7 @@ LIST_ATTRIBUTES = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/
                    "sys/forking/step", "sys/archived"]
 NAME_BYTES_PER_REQUEST = 50_000
 FILES_PER_SIGNING = 100
-WRITE_QUEUE_DEPTH = 8  # batches waiting for the writer thread
+WRITE_QUEUE_DEPTH = 4  # batches waiting for the writer thread
 INLINE_WRITE_ROWS = 50_000  # a run's first rows are written inline: small runs start no writer thread
 _RETRIES = RetryCounter()
 _RETRIES_INSTALLED = threading.Lock()
