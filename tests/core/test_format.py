@@ -1,3 +1,4 @@
+import json
 from decimal import Decimal
 
 import numpy as np
@@ -137,6 +138,27 @@ def test_manifest_stats_single_attribute_fast_path_equals_group_by():
     fast.update(pa.Table.from_batches([make_batch("p", "r", "x", "int", 1, int_value=[7])]))
     slow.update(mixed)
     assert fast.as_json() == slow.as_json()
+    # the Python path for small mixed batches equals Arrow's group-by, nulls, NaN and repeated paths included
+    import migrate_core.manifest as manifest_module
+
+    rng = np.random.default_rng(3)
+    paths = pa.array([f"p{int(i)}" for i in rng.integers(0, 6, 200)])
+    kinds = pa.array(["float" if i % 7 else "int" for i in range(200)])
+    floats = [None if i % 5 == 0 else (float("nan") if i % 11 == 0 else float(i)) for i in range(200)]
+    ints = [None if i % 3 else i for i in range(200)]
+    steps = steps_from_units(np.arange(200, dtype=np.int64) * 1000 - 50_000)
+    steps = pa.array([None if i % 4 == 0 else v for i, v in enumerate(steps.to_pylist())], steps.type)
+    mixed_small = pa.Table.from_batches([make_batch("p", "r", paths, kinds, 200, step=steps, float_value=floats,
+                                                    int_value=ints)])
+    small, big = AttributeStats(), AttributeStats()
+    small.update(mixed_small)
+    threshold = manifest_module.SMALL_TABLE_ROWS
+    try:
+        manifest_module.SMALL_TABLE_ROWS = 0  # force the group-by
+        big.update(mixed_small)
+    finally:
+        manifest_module.SMALL_TABLE_ROWS = threshold
+    assert json.dumps(small.as_json(), sort_keys=True) == json.dumps(big.as_json(), sort_keys=True)
     plain_in = AttributeStats()  # plain-string identity columns (another storage's batches) agree too
     plain_in.update(plain(pa.Table.from_batches([one])))
     plain_in.update(plain(pa.Table.from_batches([make_batch("p", "r", "x", "int", 1, int_value=[7])])))

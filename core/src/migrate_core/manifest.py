@@ -74,6 +74,35 @@ def _only_value(column: pa.ChunkedArray) -> Any:
     return value
 
 
+SMALL_TABLE_ROWS = 256
+
+
+def _small_groups(table: pa.Table) -> list[dict[str, Any]]:
+    """What the hash group-by in `AttributeStats.update` returns, computed in Python for a few rows: groups in
+    order of first appearance, null steps and values skipped by min/max/first/last as Arrow skips them."""
+    columns = table.select(["attribute_path", "attribute_type", "step", *_FIRST_LAST_COLUMNS]).to_pydict()
+    groups: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for i, key in enumerate(zip(columns["attribute_path"], columns["attribute_type"], strict=True)):
+        row = groups.get(key)
+        if row is None:
+            row = groups[key] = {"attribute_path": key[0], "attribute_type": key[1], "count_all": 0,
+                                 "step_min": None, "step_max": None}
+            for column in _FIRST_LAST_COLUMNS:
+                row[f"{column}_first"] = row[f"{column}_last"] = None
+        row["count_all"] += 1
+        step = columns["step"][i]
+        if step is not None:
+            row["step_min"] = step if row["step_min"] is None else min(row["step_min"], step)
+            row["step_max"] = step if row["step_max"] is None else max(row["step_max"], step)
+        for column in _FIRST_LAST_COLUMNS:
+            value = columns[column][i]
+            if value is not None:
+                if row[f"{column}_first"] is None:
+                    row[f"{column}_first"] = value
+                row[f"{column}_last"] = value
+    return list(groups.values())
+
+
 class AttributeStats:
     """Accumulates per-attribute statistics over the batches of one run, vectorised per batch."""
 
@@ -89,6 +118,10 @@ class AttributeStats:
         single = self._single_attribute(table)
         if single is not None:
             self._merge(single)
+            return
+        if table.num_rows <= SMALL_TABLE_ROWS:  # a run's parameters: a few rows, where Arrow's setup dominates
+            for row in _small_groups(table):
+                self._merge(row)
             return
         aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max")]
         aggregations += [(column, "first") for column in _FIRST_LAST_COLUMNS]
