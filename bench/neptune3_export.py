@@ -85,8 +85,8 @@ def _ours(project: str, out: Path, workers: int, profile: bool) -> tuple[int, in
 
 def _floor(project: str, page_points: int) -> tuple[int, int, int]:
     """Fetch what ours exports, through neptune-query's call chain, and drop the answers: each run's attribute
-    definitions, its parameter values, every float series page by page (one series per request, like ours
-    for a big series) and its string series; answers parsed by the protobuf runtime."""
+    definitions, its parameter values, its float series (all in one request per page, like ours) and its
+    string series; answers parsed by the protobuf runtime."""
     from migrate_neptune3.atoms import PARAMETER_TYPES
     from migrate_neptune3.client import Neptune3Client
     from migrate_neptune3.series import series_pages
@@ -106,22 +106,22 @@ def _floor(project: str, page_points: int) -> tuple[int, int, int]:
         if strings:
             for _ in series_pages(client, project, sys_id, strings, lineage=False):
                 pass
-        for name in [n for n, t in definitions if t == "floatSeries"]:
-            after = None
-            while True:
-                req: dict[str, Any] = {"requestId": "0", "series": {
-                    "holder": {"identifier": f"{project}/{sys_id}", "type": "experiment"}, "attribute": name,
-                    "lineage": "NONE", "lineageEntityType": "RUN", "includePreview": True}}
-                if after is not None:
-                    req["afterStep"] = after
-                raw = client.float_series_raw({"requests": [req], "stepRange": {"from": None, "to": None},
-                                               "order": "ascending", "perSeriesPointsLimit": page_points})
-                dto = ProtoFloatSeriesValuesResponseDTO.FromString(raw)
-                values = dto.series[0].series.values if dto.series else []
+        # all float series of the run in one request, paged with afterStep per series, as ours asks
+        pending = {str(i): {"requestId": str(i), "series": {
+            "holder": {"identifier": f"{project}/{sys_id}", "type": "experiment"}, "attribute": name,
+            "lineage": "NONE", "lineageEntityType": "RUN", "includePreview": True}}
+            for i, name in enumerate(n for n, t in definitions if t == "floatSeries")}
+        while pending:
+            limit = max(1, page_points // len(pending))
+            raw = client.float_series_raw({"requests": list(pending.values()), "order": "ascending",
+                                           "stepRange": {"from": None, "to": None}, "perSeriesPointsLimit": limit})
+            following = {}
+            for item in ProtoFloatSeriesValuesResponseDTO.FromString(raw).series:
+                values = item.series.values
                 points += len(values)
-                if len(values) < page_points:
-                    break
-                after = values[-1].step
+                if len(values) >= limit and item.requestId in pending:
+                    following[item.requestId] = {**pending[item.requestId], "afterStep": values[-1].step}
+            pending = following
     return runs, points, points
 
 
