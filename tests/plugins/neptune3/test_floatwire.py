@@ -75,3 +75,10 @@ def test_raw_answer_with_several_series_equals_the_runtime_parse() -> None:
             assert a.dtype == b.dtype and np.array_equal(a, b)
     with pytest.raises(ValueError, match="unreadable series/float answer"):
         decode_response(b"\x0a\x05\x0a\x01", ProtoFloatSeriesValuesResponseDTO)  # truncated
+
+
+def test_records_shorter_than_a_word() -> None:
+    # all-default points are empty records (2 bytes); a 1-byte timestamp alone makes 4: both under 8 bytes
+    same(series([(0, 0.0, 0.0, False, 0.0)] * 300))
+    same(series([(5, 0.0, 0.0, False, 0.0)] * 300 + [(T, 1.0, 2.0, False, 1.0)] * 300))
+    same(series([(i % 100, 0.0, 0.0, False, 0.0) for i in range(1000)]))
