@@ -44,10 +44,17 @@ def test_names_schema_and_compression_match_the_exporter(tmp_path):
     table = pq.read_table(part)
     assert table.schema.equals(SCHEMA) and table.schema.metadata is None
     assert table.filter(pa.compute.not_equal(table["attribute_type"], "file")).equals(written)
-    frame = table.to_pandas()
-    assert frame["run_id"].dtype.name != "category" and set(frame["run_id"]) == {"RUN-1"}
     # side files never look like parts, and no directory was added at the data root
     assert all("_part_" not in n for n in names if not n.endswith(".parquet"))
+
+
+def test_pandas_reads_plain_strings_not_categories(tmp_path):
+    pytest.importorskip("pandas", reason="pandas is not part of local_fs's own dependencies")
+    storage = _storage(tmp_path)
+    export_into(storage, MemorySource(sample_runs(n=1)))
+    frame = pq.read_table(storage.list_runs()[0].parts[0]).to_pandas()
+    assert frame["run_id"].dtype.name != "category" and set(frame["run_id"]) == {"RUN-1"}
+    assert frame["attribute_path"].dtype.name != "category"
 
 
 def test_parts_rotate_inside_one_huge_batch(tmp_path):
