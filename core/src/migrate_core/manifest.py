@@ -254,8 +254,12 @@ def finish_manifest(
     return done
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """tmp + fsync + rename, so a reader sees the old file or the new one, never half of one."""
+def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
+    """tmp + fsync + rename, so a reader sees the old file or the new one, never half of one.
+
+    `durable=False` skips both fsyncs: after a power loss the file may be the old one, or new but empty. Only
+    for files whose every such state is safe (the "writing" manifest: each of them reads as incomplete or as
+    the previous complete export)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -267,12 +271,14 @@ def write_json_atomic(path: Path, data: Any) -> None:
             handle.write(text.encode("utf-8"))
             handle.write(b"\n")
             handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

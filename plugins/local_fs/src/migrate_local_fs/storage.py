@@ -103,6 +103,12 @@ class LocalFsStorage(Storage):
             return complete
         if not project_dir.is_dir():
             return None
+        first = project_dir / f"{stem}_part_0.parquet"
+        manifest = project_dir / f"{stem}{MANIFEST_SUFFIX}"
+        if not (manifest.exists() or first.exists() or first.with_name(first.name + ".tmp").exists()):
+            # never exported (the common case of a first export): no listing. Strays without part_0 or a
+            # manifest would only say "incomplete", which None says too; begin_run's cleanup finds them.
+            return None
         # names only, no Path per entry: this runs once per exported run, in directories of 10k+ runs
         groups = self._group(project_dir, [n for n in os.listdir(project_dir) if n.startswith(stem)])
         if stem not in groups:
@@ -364,7 +370,10 @@ class LocalRunWriter(RunWriter):
 
         self.project_dir.mkdir(parents=True, exist_ok=True)
         self._manifest = new_manifest(project_id, run_id, source, "migrate-local-fs")
-        write_json_atomic(self.manifest_path, self._manifest)
+        # Not fsynced: a kill leaves it in the page cache, and after a power loss each possible state reads as
+        # incomplete (no, empty or "writing" manifest) or as the previous complete export, untouched because
+        # its parts are deleted only after this and the commit fsyncs the directory before "complete".
+        write_json_atomic(self.manifest_path, self._manifest, durable=False)
         self._remove_leftovers()
 
     # A leftover from an earlier attempt must never mix with this one.
