@@ -12,6 +12,7 @@ Each phase runs in a fresh process, so its peak RSS is its own; the fake runs in
 log gives the requests (sign-in excluded). --profile prints where our big-run time goes (cProfile, tottime).
 
     uv run python bench/neptune3_export.py [--points 10000000] [--series 4] [--runs 1000] [--workers 4]
+                                           [--latency 0.02] [--skip-baseline] [--profile]
 """
 
 from __future__ import annotations
@@ -243,6 +244,9 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--profile", action="store_true", help="profile our big-run export (extra phase)")
     parser.add_argument("--fake-nagle", action="store_true", help="leave the fake's 40 ms small-answer stall on")
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds the fake waits before each API answer, like a server across a network "
+                             "(the floor is one sequential stream, so with latency it measures latency, not CPU)")
     parser.add_argument("--dir", type=Path, default=None, help="scratch directory (default: a temp dir)")
     args = parser.parse_args()
     args.baseline_points = args.baseline_points or None
@@ -262,6 +266,8 @@ def main() -> int:
     try:
         with running_fake_neptune3(project=BIG) as fake:
             populate(fake, args.points, args.series, args.runs)
+            if args.latency > 0:
+                fake.faults.add(r"^/api/", "slow", delay=args.latency, times=None)
             print(f"(populated the fake in {time.perf_counter() - started:.1f} s)", file=sys.stderr)
             phases = [("ours", BIG), ("floor", BIG), ("ours", MANY), ("floor", MANY)]
             if not args.skip_baseline:
@@ -277,7 +283,7 @@ def main() -> int:
 
     print(f"neptune3 export benchmark: one run with {args.series} float series x {args.points // args.series:,} "
           f"points (decimal steps), and {args.runs} runs (4 params, 250 float points, 20 log lines each); "
-          f"{args.workers} workers, fake in-process, python {sys.version.split()[0]}, {os.cpu_count()} cores")
+          f"{args.workers} workers, fake in-process (+{args.latency * 1000:.0f} ms per request), python {sys.version.split()[0]}, {os.cpu_count()} cores")
     cols = [("ours", "ours"), ("floor", "floor"), ("public API", "public API")]
     cols = [c for c in cols if (c[0], BIG) in results]
     print(f"{'':30}" + "".join(f"{label:>14}" for _, label in cols) + f"{'ours/floor':>12}")
