@@ -1,3 +1,4 @@
+import json
 import os
 from pathlib import Path
 
@@ -234,3 +235,9 @@ def test_get_run_trusts_a_complete_manifest_only_while_its_parts_are_there(tmp_p
     manifest_path.write_text(manifest_path.read_text().replace('"complete"', '"writing"'))
     assert not storage.get_run("ws/proj", "RUN-2").complete
     assert storage.get_run("ws/proj", "RUN-404") is None and storage.get_run("other/proj", "RUN-1") is None
+    # a manifest that parses but whose parts list is not what we write never breaks get_run
+    good = json.loads(manifest_path.read_text())
+    for parts in ("x", ["x"], [{"name": "../../evil_part_0.parquet"}], [{"rows": 1}]):
+        manifest_path.write_text(json.dumps({**good, "status": "complete", "parts": parts}))
+        stored = storage.get_run("ws/proj", "RUN-2")
+        assert stored is not None and not stored.complete and stored.problem, parts

@@ -123,7 +123,10 @@ class LocalFsStorage(Storage):
         if manifest is None or manifest.get("status") != "complete":
             return None
         parts: dict[int, str] = {}
-        for entry in manifest.get("parts") or []:
+        listed = manifest.get("parts")
+        for entry in listed if isinstance(listed, list) else [None]:
+            if not isinstance(entry, dict):
+                return None  # a hand-edited or foreign manifest: the full look judges it
             match = PART_RE.match(str(entry.get("name", "")))
             if not match or match["tmp"] or match["stem"] != stem:
                 return None
@@ -182,10 +185,15 @@ class LocalFsStorage(Storage):
             elif 0 not in committed:
                 problem = "manifest says complete but part_0 is missing"
             else:
-                listed = {p["name"] for p in manifest.get("parts", [])}
-                missing = sorted(listed - {Path(p).name for p in parts})
-                if missing:
-                    complete, problem = False, f"parts listed in the manifest are missing: {', '.join(missing)}"
+                entries = manifest.get("parts")
+                names = [e.get("name") for e in entries if isinstance(e, dict)] if isinstance(entries, list) else []
+                if not isinstance(entries, list) or len(names) != len(entries) or not all(
+                        isinstance(n, str) and PART_RE.match(n) and "/" not in n for n in names):
+                    complete, problem = False, "the manifest's list of parts is malformed"
+                else:
+                    missing = sorted(set(names) - {Path(p).name for p in parts})
+                    if missing:
+                        complete, problem = False, f"parts listed in the manifest are missing: {', '.join(missing)}"
         else:
             complete = 0 in committed
             project_id, run_id = self._identity(project_dir, stem, list(committed.values()) + [
