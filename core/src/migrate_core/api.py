@@ -8,6 +8,7 @@ through a `RunReader`.
 from __future__ import annotations
 
 import abc
+import hashlib
 import re
 import threading
 from collections import Counter
@@ -33,6 +34,8 @@ class Selection:
     # and the orchestrator also drops listed runs outside it when their modification time is known
     modified_since: datetime | None = None
     modified_until: datetime | None = None
+    # (I, N): only the runs whose key hashes to shard I of N (`--shard`), so N processes can split an export
+    shard: tuple[int, int] | None = None
 
     def wants_project(self, project_id: str) -> bool:
         return not self.projects or project_id in self.projects
@@ -46,6 +49,15 @@ class Selection:
         if self.modified_since is not None and modified < self.modified_since:
             return False
         return not (self.modified_until is not None and modified >= self.modified_until)
+
+    def in_shard(self, key: tuple[str, str]) -> bool:
+        """Whether run `key` (project_id, run_id) belongs to this selection's shard: a stable hash, the same
+        in every process and on every machine, so the N shards of one export never overlap or miss a run."""
+        if self.shard is None:
+            return True
+        index, count = self.shard
+        digest = hashlib.blake2b(f"{key[0]}\0{key[1]}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") % count == index
 
     def wants_attribute(self, path: str) -> bool:
         return self.attributes is None or self.attributes.search(path) is not None

@@ -101,6 +101,11 @@ UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Only runs modified before this ISO time.", show_default=False)
 ]
 RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Load runs whose last load failed.")]
+ShardOpt = Annotated[
+    str | None,
+    typer.Option("--shard", help="I/N: export only shard I of N (0-based); run N exports with 0/N .. N-1/N, e.g. "
+                 "one per core, into the same storage, then one `migrate load`.", show_default=False),
+]
 
 
 # Source options that several sources share, as first-class flags: flag -> candidate keys in the chosen
@@ -129,6 +134,7 @@ class Options:
     files_path: Path | None = None
     since: str | None = None
     until: str | None = None
+    shard: str | None = None
 
     source_flags: dict[str, Any] | None = None  # flag name -> value, for the chosen source's own table
 
@@ -144,6 +150,7 @@ class Options:
             "run.strict": True if self.strict else None,
             "run.since": self.since,
             "run.until": self.until,
+            "run.shard": self.shard,
         }
         if storage_name:
             flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
@@ -201,6 +208,7 @@ class Session:
             attributes=re.compile(self.run.attributes) if self.run.attributes else None,
             modified_since=self.run.since,
             modified_until=self.run.until,
+            shard=cfg.parse_shard(self.run.shard) if self.run.shard else None,
         )
 
     def plugin_config(self, kind: str, name: str) -> Any:
@@ -247,6 +255,7 @@ def _options(**kwargs: Any) -> Options:
         files_path=kwargs.get("files_path"),
         since=kwargs.get("since"),
         until=kwargs.get("until"),
+        shard=kwargs.get("shard"),
         source_flags={flag: kwargs.get(flag) for flag in SOURCE_FLAG_KEYS},
     )
 
@@ -303,6 +312,10 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     from .orchestrator import Orchestrator
 
     session = Session(_options(**kwargs))
+    if session.run.shard and command != "export":
+        # a fork and its parent may fall in different shards; only one load sees both and orders them
+        raise UsageError(f"run.shard ({session.config.origin('run.shard')}) splits exports only: export each "
+                         "shard with `migrate export --shard I/N`, then load everything with one `migrate load`")
     json_out = bool(kwargs.get("json_out"))
     storage = session.storage()
     source = session.source() if need_source else None
@@ -390,6 +403,7 @@ def export(
     skip_failed_attributes: SkipFailedOpt = False,
     force: ForceOpt = False,
     refresh: RefreshOpt = False,
+    shard: ShardOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,

@@ -28,6 +28,17 @@ PLUGIN_TABLES = {"source": "source", "storage": "storage", "sink": "sink"}
 SECRET_WORDS = re.compile(r"(token|secret|password|api_key|apikey|credential)", re.IGNORECASE)
 
 
+def parse_shard(text: str) -> tuple[int, int]:
+    """"I/N" -> (I, N) with 0 <= I < N <= 1024, or ValueError saying what is wrong."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match:
+        raise ValueError(f"shard {text!r}: write I/N, e.g. 0/4 (shards are numbered from 0)")
+    index, count = int(match[1]), int(match[2])
+    if not 1 <= count <= 1024 or index >= count:
+        raise ValueError(f"shard {text!r}: need 0 <= I < N <= 1024")
+    return index, count
+
+
 class RunConfig(PluginConfig):
     """`[run]`: which plugins, what to select, how hard to work."""
 
@@ -41,6 +52,15 @@ class RunConfig(PluginConfig):
     strict: bool = Field(False, description="Exit 1 when any value could not be carried.")
     since: datetime | None = Field(None, description="Only runs modified at or after this time (ISO 8601; UTC if no zone).")
     until: datetime | None = Field(None, description="Only runs modified before this time (ISO 8601; UTC if no zone).")
+    shard: str | None = Field(None, description="I/N (export only): export just the runs of shard I of N, 0-based, "
+                                                "so N processes can share one export into one storage.")
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_shard(value)
+        return value
 
     @field_validator("since", "until")
     @classmethod

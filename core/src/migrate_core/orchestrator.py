@@ -378,6 +378,8 @@ class _Job:
                         break
                     if not self.orch.selection.wants_modified(run.modification_time):
                         continue
+                    if not self.orch.selection.in_shard(run.key):
+                        continue
                     if self.load_enabled:
                         self.expected.add(run.key)
                     self.futures[self.export_pool.submit(self.orch.export_one, run)] = "export"

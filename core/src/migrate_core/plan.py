@@ -19,7 +19,7 @@ def make_plan(
     if source is not None:
         runs = []
         for run in source.list_runs(selection):
-            if not selection.wants_modified(run.modification_time):
+            if not selection.wants_modified(run.modification_time) or not selection.in_shard(run.key):
                 continue
             skip = decide(run, storage.get_run(run.project_id, run.run_id))
             runs.append({
