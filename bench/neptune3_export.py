@@ -41,7 +41,9 @@ AUTH = ("oauth-token", "clients/config", "openid", "/auth/realms")
 # ------------------------------------------------------------------------------------------- phases (children)
 
 
-def _ours(project: str, out: Path, workers: int, profile: bool) -> tuple[int, int, int]:
+def _ours(project: str, out: Path, workers: int, profile: bool,
+          shard: tuple[int, int] | None = None) -> tuple[int, int, int]:
+    from migrate_core.api import Selection
     from migrate_core.orchestrator import Orchestrator
     from migrate_local_fs.storage import LocalFsStorage
     from migrate_neptune3 import Neptune3Config
@@ -74,7 +76,8 @@ def _ours(project: str, out: Path, workers: int, profile: bool) -> tuple[int, in
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(16)
         return 1, rows, rows
     source = Neptune3Source(Neptune3Config(projects=[project]))
-    orch = Orchestrator(LocalFsStorage(out / "data", out / "files"), source=source, workers=workers)
+    orch = Orchestrator(LocalFsStorage(out / "data", out / "files"), source=source, workers=workers,
+                        selection=Selection(shard=shard))
     summary = orch.export()
     source.close()
     failed = [o.reason for o in summary.outcomes if o.status != "ok"]
@@ -166,7 +169,7 @@ def _public_api(project: str, out: Path, max_step: float | None) -> tuple[int, i
 
 
 def _phase(name: str, project: str, env: dict[str, str], out: Path, workers: int, page_points: int,
-           baseline_step: float | None, profile: bool, queue: Any) -> None:
+           baseline_step: float | None, profile: bool, queue: Any, shard: tuple[int, int] | None = None) -> None:
     os.environ.update(env)
     import logging
 
@@ -183,7 +186,7 @@ def _phase(name: str, project: str, env: dict[str, str], out: Path, workers: int
     with PeakRss() as rss:
         started, cpu = time.perf_counter(), time.process_time()
         if name == "ours":
-            runs, rows, points = _ours(project, out, workers, profile)
+            runs, rows, points = _ours(project, out, workers, profile, shard)
         elif name == "floor":
             runs, rows, points = _floor(project, page_points)
         else:
@@ -212,24 +215,31 @@ def populate(fake: Any, points: int, series: int, runs: int) -> None:
 
 
 def run_phase(ctx: Any, fake: Any, name: str, project: str, scratch: Path, args: argparse.Namespace,
-              profile: bool = False) -> dict[str, Any]:
+              profile: bool = False, shards: int = 1, workers: int | None = None) -> dict[str, Any]:
+    """One phase in fresh processes: one, or `shards` exporting shard i/N each into one storage at once."""
     fake.reset_log()
-    queue = ctx.Queue()
     env = fake.client_env(retry_soft_timeout=60)
     env["NEPTUNE_PROJECT"] = project
     out = scratch / f"{name}-{project.replace('/', '_')}"
     # the big run's steps are k * 0.5: cap the baseline at --baseline-points points over all its series
     step = (args.baseline_points // args.series - 1) * STEP if args.baseline_points else None
-    proc = ctx.Process(target=_phase, args=(name, project, env, out, args.workers, args.page_points,
-                                            step, profile, queue))
+    children = []
+    for i in range(shards):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_phase, args=(name, project, env, out, workers or args.workers, args.page_points,
+                                                step, profile, queue, (i, shards) if shards > 1 else None))
+        children.append((proc, queue))
     fake_cpu = time.process_time()  # the fake serves from this process's threads
-    proc.start()
-    runs, rows, points, seconds, peak, cpu = result_of(proc, queue)
+    for proc, _ in children:
+        proc.start()
+    parts = [result_of(proc, queue) for proc, queue in children]
     fake_cpu = time.process_time() - fake_cpu
     requests = sum(1 for r in fake.requests if not any(a in r.path for a in AUTH))
     shutil.rmtree(out, ignore_errors=True)
-    return {"runs": runs, "rows": rows, "points": points, "seconds": seconds, "peak_mb": peak / (1 << 20),
-            "requests": requests, "cpu": cpu, "fake_cpu": fake_cpu}
+    # shards run at once: the slowest one's time is the phase's; runs, memory and CPU add up
+    return {"runs": sum(p[0] for p in parts), "rows": sum(p[1] for p in parts), "points": sum(p[2] for p in parts),
+            "seconds": max(p[3] for p in parts), "peak_mb": sum(p[4] for p in parts) / (1 << 20),
+            "requests": requests, "cpu": sum(p[5] for p in parts), "fake_cpu": fake_cpu}
 
 
 def main() -> int:
@@ -244,6 +254,10 @@ def main() -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--profile", action="store_true", help="profile our big-run export (extra phase)")
     parser.add_argument("--fake-nagle", action="store_true", help="leave the fake's 40 ms small-answer stall on")
+    parser.add_argument("--shards", type=int, default=2,
+                        help="also export the small runs as N processes at once, `--shard i/N` each with "
+                             "--shard-workers workers (0 or 1: skip)")
+    parser.add_argument("--shard-workers", type=int, default=2)
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the fake waits before each API answer, like a server across a network "
                              "(the floor is one sequential stream, so with latency it measures latency, not CPU)")
@@ -276,6 +290,9 @@ def main() -> int:
                 results[(name, project)] = run_phase(ctx, fake, name, project, scratch, args)
                 r = results[(name, project)]
                 print(f"  {name:>10} {project}: {r['points']:,} points in {r['seconds']:.1f} s", file=sys.stderr)
+            if args.shards > 1:
+                results[("shards", MANY)] = run_phase(ctx, fake, "ours", MANY, scratch, args, shards=args.shards,
+                                                      workers=args.shard_workers)
             if args.profile:
                 run_phase(ctx, fake, "ours", BIG, scratch, args, profile=True)
     finally:
@@ -309,6 +326,11 @@ def main() -> int:
           "writes nothing; ours also re-checks each run still exists after its export (one request) and writes "
           f"local_fs parquet. 'public API' reads only float series, its big run capped at "
           f"{args.baseline_points or args.points:,} points.")
+    if ("shards", MANY) in results:
+        r, floor = results[("shards", MANY)], results[("floor", MANY)]
+        print(f"small runs as {args.shards} processes (--shard i/{args.shards}, {args.shard_workers} workers each): "
+              f"{r['runs'] / r['seconds']:,.1f} runs/s, {r['peak_mb']:,.0f} MB peak RSS summed, client CPU "
+              f"{r['cpu']:.2f} s; ours/floor {r['runs'] / r['seconds'] / (floor['runs'] / floor['seconds']):.2f}")
     peak = max(results[("ours", BIG)]["peak_mb"], results[("ours", MANY)]["peak_mb"])
     big_ok = results[("ours", BIG)]["points"] >= args.points
     print(f"targets: peak RSS < 500 MB {'PASS' if peak < 500 else 'MISS'} ({peak:.0f} MB); "
