@@ -51,3 +51,12 @@ def pluto_client_env(fake_pluto: FakePluto, tmp_path: Path, monkeypatch: pytest.
     if auth is not None:
         monkeypatch.setattr(auth, "LOGIN_MARKER_PATH", str(home / ".pluto" / ".login_ok"))
     return fake_pluto
+
+
+@pytest.fixture
+def pluto_sink_args(pluto_client_env: FakePluto) -> list[str]:
+    """CLI `--set` flags pointing the Pluto sink at the fake (credentials through ``pluto_client_env``), with
+    short retries so fault tests stay fast."""
+    url = pluto_client_env.url
+    return ["--set", f"sink.pluto.url_api={url}", "--set", f"sink.pluto.url_ingest={url}",
+            "--set", f"sink.pluto.url_py={url}", "--set", "sink.pluto.retries=2", "--set", "sink.pluto.backoff=0.01"]

@@ -12,7 +12,11 @@ from migrate_neptune2 import Neptune2Config
 from migrate_neptune2.source import Neptune2Source
 
 from tests.fakes.neptune2 import ArtifactFile, FakeNeptune2Server, File, FileSeriesItem, GitRef, fixtures
-from tests.fakes.pluto.fixtures import fake_pluto  # noqa: F401 - fixture for the Pluto end-to-end test
+from tests.fakes.pluto.fixtures import (  # noqa: F401 - fixture for the Pluto end-to-end test
+    fake_pluto,
+    pluto_client_env,
+    pluto_sink_args,
+)
 
 fake_neptune2 = fixtures.fake_neptune2
 

@@ -146,14 +146,8 @@ def test_refresh_re_exports_only_runs_modified_since_their_export(migrate, decla
     assert [r["run_id"] for r in windowed["runs"]] == ["PROJ-1"]
 
 
-def test_run_into_pluto_then_verify(migrate, declared, fake_neptune2, fake_pluto, tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    for key, value in fake_pluto.client_env(home=home, pluto_dir=tmp_path / "pluto").items():
-        monkeypatch.setenv(key, value)
-    sink = ["--set", f"sink.pluto.url_api={fake_pluto.url}", "--set", f"sink.pluto.url_ingest={fake_pluto.url}",
-            "--set", f"sink.pluto.url_py={fake_pluto.url}", "--set", "sink.pluto.retries=2",
-            "--set", "sink.pluto.backoff=0.01"]
+def test_run_into_pluto_then_verify(migrate, declared, fake_neptune2, fake_pluto, pluto_sink_args, tmp_path):
+    sink = pluto_sink_args
     result = migrate("run", "--source", "neptune2", "--sink", "pluto", "-p", "ws/proj", *FAST_SET, *sink, "--json")
     assert result.code == 0, result.out + result.err
     summary = result.json()

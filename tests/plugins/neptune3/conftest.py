@@ -12,7 +12,11 @@ from migrate_neptune3.source import Neptune3Source
 
 from tests.fakes.neptune3 import fixtures
 from tests.fakes.neptune3.server import FakeNeptune3
-from tests.fakes.pluto.fixtures import fake_pluto  # noqa: F401 - fixture for the Pluto end-to-end tests
+from tests.fakes.pluto.fixtures import (  # noqa: F401 - fixture for the Pluto end-to-end tests
+    fake_pluto,
+    pluto_client_env,
+    pluto_sink_args,
+)
 
 fake_neptune3 = fixtures.fake_neptune3
 

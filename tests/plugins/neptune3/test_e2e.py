@@ -153,14 +153,8 @@ def test_previews_and_materialised_lineage_on_request(migrate, fake_neptune3_gol
         101.0, 102.0, 103.0, 104.0, 105.0, 200.0, 201.0]
 
 
-def test_run_into_pluto_then_verify(migrate, fake_neptune3_golden, fake_pluto, tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    for key, value in fake_pluto.client_env(home=home, pluto_dir=tmp_path / "pluto").items():
-        monkeypatch.setenv(key, value)
-    sink = ["--set", f"sink.pluto.url_api={fake_pluto.url}", "--set", f"sink.pluto.url_ingest={fake_pluto.url}",
-            "--set", f"sink.pluto.url_py={fake_pluto.url}", "--set", "sink.pluto.retries=2",
-            "--set", "sink.pluto.backoff=0.01"]
+def test_run_into_pluto_then_verify(migrate, fake_neptune3_golden, fake_pluto, pluto_sink_args, tmp_path):
+    sink = pluto_sink_args
     result = migrate("run", "--source", "neptune3", "--sink", "pluto", "-p", PROJECT, *FAST_SET, *sink, "--json")
     assert result.code == 0, result.out + result.err
     summary = result.json()
