@@ -193,7 +193,8 @@ def _gather(buf: np.ndarray, n: int, field: tuple[np.ndarray, np.ndarray, np.nda
         if stride >= size and (lengths == size).all() and (np.diff(starts) == stride).all():
             # equal ranges at equal distances (e.g. histograms of one shape): a strided view, one copy
             view = np.lib.stride_tricks.as_strided(buf[int(starts[0]):], shape=(n, size), strides=(stride, 1))
-            return offsets, view.reshape(-1)
+            # (a copy; with one-byte ranges reshape alone would return a strided view, not contiguous bytes)
+            return offsets, np.ascontiguousarray(view.reshape(-1))
     # the ranges lie in message order without overlapping: a mask of the buffer made of runs
     # (gap, range, gap, range, ..., rest), and the masked bytes taken in one pass
     some = lengths > 0
