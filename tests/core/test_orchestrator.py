@@ -146,3 +146,67 @@ def test_events_reach_the_progress_display(tmp_path):
     progress = LineProgress(interval=3600)
     Orchestrator(MemoryStorage(tmp_path), source=RetryingSource(sample_runs()), progress=progress).export()
     assert progress._events.counts == {"retries": 6}
+
+
+class PreparingSource(MemorySource):
+    """Records `prepare` calls and the order of prepares and exports; optionally fails in `prepare`."""
+
+    prepare_runs = 3
+
+    def __init__(self, runs, fail_prepare: bool = False):
+        super().__init__(runs)
+        self.fail_prepare = fail_prepare
+        self.prepared: list[list[str]] = []
+        self.events: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def prepare(self, runs, selection) -> None:
+        with self._lock:
+            self.prepared.append([r.run_id for r in runs])
+            self.events += [("prepare", r.run_id) for r in runs]
+        if self.fail_prepare:
+            raise RuntimeError("prepare broke")
+
+    def export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
+        with self._lock:
+            self.events.append(("export", run.run_id))
+        super().export_run(run, selection, writer, ctx)
+
+
+def test_prepare_gets_the_runs_to_export_in_groups_before_their_export(tmp_path):
+    runs = sample_runs(n=8, points=5)
+    storage = MemoryStorage(tmp_path)
+    export_into(storage, MemorySource([runs[1], runs[4]]))  # complete already: skipped, never prepared
+    source = PreparingSource(runs)
+    summary = Orchestrator(storage, source=source, workers=2).export()
+    statuses = {o.run_id: o.status for o in summary.outcomes}
+    assert statuses == {r.run_id: "skipped" if r in (runs[1], runs[4]) else "ok" for r in runs}
+    exported = [r.run_id for r in runs if r not in (runs[1], runs[4])]
+    assert [run_id for group in source.prepared for run_id in group] == exported  # listing order
+    assert all(1 <= len(group) <= 3 for group in source.prepared)
+    for run_id in exported:  # every run was announced before its export started
+        assert source.events.index(("prepare", run_id)) < source.events.index(("export", run_id))
+
+
+def test_prepare_respects_the_shard_and_a_failing_prepare_fails_no_run(tmp_path):
+    runs = sample_runs(n=10, points=5)
+    selection = Selection(shard=(0, 2))
+    source = PreparingSource(runs, fail_prepare=True)
+    summary = Orchestrator(MemoryStorage(tmp_path), source=source, workers=2, selection=selection).export()
+    mine = [r.run_id for r in runs if selection.in_shard((r.project_id, r.run_id))]
+    assert 0 < len(mine) < len(runs)
+    assert [run_id for group in source.prepared for run_id in group] == mine
+    assert {o.run_id: o.status for o in summary.outcomes} == {run_id: "ok" for run_id in mine}
+
+
+def test_unreadable_stored_state_fails_that_run_only(tmp_path):
+    class Flaky(MemoryStorage):
+        def get_run(self, project_id, run_id):
+            if run_id == "RUN-2":
+                raise OSError("disk says no")
+            return super().get_run(project_id, run_id)
+
+    summary = Orchestrator(Flaky(tmp_path), source=MemorySource(sample_runs()), workers=2).export()
+    outcomes = {o.run_id: o for o in summary.outcomes}
+    assert outcomes["RUN-2"].status == "failed" and "disk says no" in outcomes["RUN-2"].reason
+    assert outcomes["RUN-1"].status == outcomes["RUN-3"].status == "ok"

@@ -12,7 +12,7 @@ import hashlib
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -300,6 +300,19 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
         """Write every selected attribute of `run` into `writer` (the orchestrator commits)."""
+
+    #: How many runs the orchestrator announces at once through `prepare`; 1 (the default) never calls it.
+    prepare_runs: int = 1
+
+    def prepare(self, runs: Sequence[SourceRun], selection: Selection) -> None:  # noqa: B027 - optional hook
+        """Optional: `runs` (up to `prepare_runs`, in listing order) are about to be exported.
+
+        Called before their `export_run` calls, with skips (complete runs, `--shard`, the time window)
+        already decided, so a source can read several runs with one request. It must not raise (a failure
+        belongs to `export_run`), `export_run` must write the same rows whether or not its run was prepared,
+        and a source must bound what it holds: a prepared run may never reach `export_run` (a cancel, or a
+        storage failure before the export starts).
+        """
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release clients and pools."""

@@ -206,15 +206,15 @@ class Orchestrator:
 
     # ----------------------------------------------------------------- per-run work (worker threads)
 
-    def export_one(self, run: SourceRun) -> Outcome:
+    def export_one(self, run: SourceRun, decided: bool = False) -> Outcome:
+        """Export one run; unless `decided` (by `skip_outcome`), first decide whether it is skipped."""
+        if not decided:
+            skipped = self.skip_outcome(run)
+            if skipped is not None:
+                return skipped
         started = time.monotonic()
         report = RunReport()
         out = Outcome(run.project_id, run.run_id, "export", "ok", report=report)
-        existing = self.storage.get_run(run.project_id, run.run_id)
-        reason = self.export_decision(run, existing)
-        if reason is not None:
-            out.status, out.reason = "skipped", reason
-            return out
         source_info: dict[str, Any] = {"plugin": self.source_name, "version": getattr(self.source, "version", "")}
         if run.modification_time is not None:
             source_info["modification_time"] = run.modification_time.isoformat()
@@ -240,6 +240,18 @@ class Orchestrator:
             out.reason = "interrupted" if out.status == "cancelled" else describe_error(exc)
         out.seconds = time.monotonic() - started
         return out
+
+    def skip_outcome(self, run: SourceRun) -> Outcome | None:
+        """The outcome of a run that is not exported now (skipped, or failed to read its stored state), else None."""
+        try:
+            existing = self.storage.get_run(run.project_id, run.run_id)
+        except Exception as exc:  # noqa: BLE001 - one run's unreadable state must not stop the others
+            return Outcome(run.project_id, run.run_id, "export", "failed",
+                           f"could not read its stored state: {describe_error(exc)}")
+        reason = self.export_decision(run, existing)
+        if reason is None:
+            return None
+        return Outcome(run.project_id, run.run_id, "export", "skipped", reason)
 
     def export_decision(self, run: SourceRun, existing: StoredRun | None) -> str | None:
         """Why `run` is not exported now (a skip reason), or None to export it (again)."""
@@ -364,17 +376,28 @@ class _Job:
 
     # -- exports (run, export)
     def run_exports(self, runs: Iterator[SourceRun]) -> None:
+        """Pull the listing lazily, decide skips here, hand the rest to the export pool.
+
+        Runs to export are announced to the source in groups of `prepare_runs` (`Source.prepare`) before they
+        are submitted, so a source can read a group with one request; at most `limit` runs are in flight
+        (submitted or waiting to form a group), so a 100k-run listing is never held at once.
+        """
+        source = self.orch.source
+        assert source is not None
+        group = max(1, int(getattr(source, "prepare_runs", 1) or 1))
+        limit = max(self.orch.workers * 2, group * 2 if group > 1 else 0)
+        batch: list[SourceRun] = []
         self.orch.progress.start(self.summary.command, None)
         try:
             pending = iter(runs)
             exhausted = False
             while True:
-                # keep the export pool fed without materialising a 100k-run listing at once
-                while not exhausted and self._in_flight("export") < self.orch.workers * 2:
+                # loads started by skipped runs (`run` resuming) count too, so they cannot pile up unbounded
+                while not exhausted and self._in_flight("export") + len(batch) < limit \
+                        and self._in_flight("load") < limit * 4:
                     run = next(pending, None)
                     if run is None:
                         exhausted = True
-                        self._listing_finished()
                         break
                     if not self.orch.selection.wants_modified(run.modification_time):
                         continue
@@ -382,9 +405,23 @@ class _Job:
                         continue
                     if self.load_enabled:
                         self.expected.add(run.key)
-                    self.futures[self.export_pool.submit(self.orch.export_one, run)] = "export"
                     self.submitted += 1
                     self.orch.progress.set_total(self.submitted, final=False)
+                    skipped = self.orch.skip_outcome(run)
+                    if skipped is not None:
+                        self._record(skipped)
+                        self._after_export(skipped)
+                        continue
+                    batch.append(run)
+                    if len(batch) >= group:
+                        self._submit_exports(batch)
+                        batch = []
+                if exhausted:
+                    if batch:
+                        self._submit_exports(batch)
+                        batch = []
+                    if not self.listing_done:
+                        self._listing_finished()
                 if not self.futures:
                     if exhausted:
                         break
@@ -396,6 +433,17 @@ class _Job:
             raise
         finally:
             self.shutdown()
+
+    def _submit_exports(self, runs: list[SourceRun]) -> None:
+        source = self.orch.source
+        assert source is not None
+        if getattr(source, "prepare_runs", 1) > 1:
+            try:
+                source.prepare(list(runs), self.orch.selection)
+            except Exception as exc:  # noqa: BLE001 - a shortcut failed; each run is still exported alone
+                log.warning("prepare_failed", runs=len(runs), error=describe_error(exc))
+        for run in runs:
+            self.futures[self.export_pool.submit(self.orch.export_one, run, True)] = "export"
 
     def _listing_finished(self) -> None:
         """Every run is known now: forks parked for a parent that was never listed can load."""
