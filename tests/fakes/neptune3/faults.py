@@ -13,6 +13,9 @@ Kinds (what the client sees):
 - ``"access_denied"``: 403 with ``{"errorType": "ACCESS_DENIED"}`` -> ``NeptuneProjectInaccessible``.
 - ``"slow"``: sleep ``delay`` seconds, then answer normally (or time out the client).
 - ``"reset"``: close the connection without an answer (a transport error; retried).
+
+``body_regex`` narrows a rule to requests whose body matches it, e.g. only the requests that name several
+runs at once.
 """
 
 from __future__ import annotations
@@ -38,15 +41,20 @@ class Fault(FaultRule):
     retry_after: float | None = None
     delay: float = 0.0
     body: Any = None
+    body_regex: str | None = None
     hits: int = 0
     _pattern: re.Pattern[str] = field(init=False, repr=False)
+    _body_pattern: re.Pattern[bytes] | None = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_fault_kind(self.kind, KINDS)
         self._pattern = re.compile(self.path_regex)
+        self._body_pattern = re.compile(self.body_regex.encode()) if self.body_regex else None
 
-    def matches(self, method: str, path: str) -> bool:
+    def matches(self, method: str, path: str, body: bytes = b"") -> bool:
         if self.exhausted or not method_matches(self.method, method):
+            return False
+        if self._body_pattern is not None and self._body_pattern.search(body) is None:
             return False
         return self._pattern.search(path) is not None
 
@@ -65,8 +73,10 @@ class FaultInjector(FaultRules[Fault]):
         retry_after: float | None = None,
         delay: float = 0.0,
         body: Any = None,
+        body_regex: str | None = None,
     ) -> Fault:
-        """Register a fault for requests whose path (without query string) matches ``path_regex``."""
+        """Register a fault for requests whose path (without query string) matches ``path_regex`` (and whose
+        body matches ``body_regex``, if given)."""
         if kind == "slow" and delay <= 0:
             raise ValueError("a 'slow' fault needs delay > 0")
-        return self._register(Fault(path_regex, kind, times, method, status, retry_after, delay, body))
+        return self._register(Fault(path_regex, kind, times, method, status, retry_after, delay, body, body_regex))

@@ -271,7 +271,7 @@ class FakeNeptune3(ServedFake):
         record = RequestRecord(request.method, request.path, request.query, 0, body, None, time.time())
         with self._lock:
             self.requests.append(record)
-        fault = self.faults.take(request.method, request.path)
+        fault = self.faults.take(request.method, request.path, request.raw or b"")
         answer: Answer | None
         if fault is not None:
             record.fault = fault.kind
