@@ -1,9 +1,9 @@
 """neptune3 export: one run of >= 10M float points and a project of 1000 small runs, from the fake Neptune 3.x.
 
 Prints points/s, requests and peak RSS of our source (through the orchestrator into local_fs parquet), next to:
-- floor: the same series/float page requests through neptune-query's call chain, answers parsed by the
-  protobuf runtime and dropped (HTTP + the fake + the parse every neptune-query user pays). ours/floor
-  near 1 would mean the fake, not our code, limits throughput;
+- floor: the same requests as ours (small runs in groups of 16, as ours reads them) through neptune-query's
+  call chain, answers parsed by the protobuf runtime and dropped (HTTP + the fake + the parse every
+  neptune-query user pays). ours/floor near 1 would mean the fake, not our code, limits throughput;
 - public API: what today's exporter does, `neptune_query.runs.fetch_metrics(include_time="absolute")` per run
   (16 runs per call for the small runs), converted column-wise to the same rows. It builds the whole
   frame in memory, so its big run is capped at --baseline-points (default 2M) to keep the machine alive;
@@ -87,45 +87,56 @@ def _ours(project: str, out: Path, workers: int, profile: bool,
     return summary.count("export")["ok"], rows, rows
 
 
-def _floor(project: str, page_points: int) -> tuple[int, int, int]:
-    """Fetch what ours exports, through neptune-query's call chain, and drop the answers: each run's attribute
-    definitions, its parameter values, its float series (all in one request per page, like ours) and its
-    string series; answers parsed by the protobuf runtime."""
-    from migrate_neptune3.atoms import PARAMETER_TYPES
+def _floor(project: str, page_points: int, group_runs: int = 16) -> tuple[int, int, int]:
+    """Fetch what ours exports, with the requests ours makes, through neptune-query's call chain, and drop the
+    answers (parsed by the protobuf runtime): runs in groups of `group_runs` in listing order; per group the
+    union of their definitions, the values of those names for every run, the first float page of every
+    (run, series) pair, the first string series page of every pair and every following page, and the
+    existence check."""
     from migrate_neptune3.client import Neptune3Client
-    from migrate_neptune3.series import series_pages
+    from migrate_neptune3.grouped import GROUP_FLOAT_POINTS, GROUP_SERIES
+    from migrate_neptune3.series import float_request, series_answer, series_request
     from migrate_neptune3.source import LIST_ATTRIBUTES
     from neptune_query.internal.retrieval.metrics import ProtoFloatSeriesValuesResponseDTO
 
     client = Neptune3Client(os.environ["NEPTUNE_API_TOKEN"], "NEPTUNE_API_TOKEN")
     points = runs = 0
-    for entry in client.search_runs(project, None, LIST_ATTRIBUTES, 1000):
-        runs += 1
-        sys_id = next(a.string_properties.value for a in entry.attributes if a.name == "sys/id")
-        definitions = client.attribute_definitions(project, sys_id)
-        params = [n for n, t in definitions if t in PARAMETER_TYPES]
-        if params:
-            list(client.attribute_values(project, sys_id, params, 10_000))
-        strings = [n for n, t in definitions if t == "stringSeries"]
-        if strings:
-            for _ in series_pages(client, project, sys_id, strings, lineage=False):
-                pass
-        # all float series of the run in one request, paged with afterStep per series, as ours asks
-        pending = {str(i): {"requestId": str(i), "series": {
-            "holder": {"identifier": f"{project}/{sys_id}", "type": "experiment"}, "attribute": name,
-            "lineage": "NONE", "lineageEntityType": "RUN", "includePreview": True}}
-            for i, name in enumerate(n for n, t in definitions if t == "floatSeries")}
-        while pending:
-            limit = max(1, page_points // len(pending))
-            raw = client.float_series_raw({"requests": list(pending.values()), "order": "ascending",
-                                           "stepRange": {"from": None, "to": None}, "perSeriesPointsLimit": limit})
-            following = {}
-            for item in ProtoFloatSeriesValuesResponseDTO.FromString(raw).series:
-                values = item.series.values
-                points += len(values)
-                if len(values) >= limit and item.requestId in pending:
-                    following[item.requestId] = {**pending[item.requestId], "afterStep": values[-1].step}
-            pending = following
+    ids = [next(a.string_properties.value for a in entry.attributes if a.name == "sys/id")
+           for entry in client.search_runs(project, None, LIST_ATTRIBUTES, 1000)]
+    for g in range(0, len(ids), group_runs):
+        group = ids[g:g + group_runs]
+        names = list(dict.fromkeys(n for n, _ in client.attribute_definitions_union(project, group)))
+        floats, strings = [], []
+        for sys_id, attribute in client.attribute_values_by_run(project, group, names, 5000):
+            if attribute.type == "floatSeries":
+                floats.append((sys_id, attribute.name))
+            elif attribute.type == "stringSeries":
+                strings.append((sys_id, attribute.name))
+        for c in range(0, len(floats), GROUP_SERIES):
+            chunk = floats[c:c + GROUP_SERIES]
+            pending = {str(i): float_request(str(i), project, sys_id, name, False)
+                       for i, (sys_id, name) in enumerate(chunk)}
+            limit = max(1, min(page_points, GROUP_FLOAT_POINTS * len(pending)) // len(pending))
+            while pending:  # the group's first page; ours asks for the following pages per run, alike in cost
+                raw = client.float_series_raw({"requests": list(pending.values()), "order": "ascending",
+                                               "stepRange": {"from": None, "to": None},
+                                               "perSeriesPointsLimit": limit})
+                following = {}
+                for item in ProtoFloatSeriesValuesResponseDTO.FromString(raw).series:
+                    values = item.series.values
+                    points += len(values)
+                    if len(values) >= limit and item.requestId in pending:
+                        following[item.requestId] = {**pending[item.requestId], "afterStep": values[-1].step}
+                pending = following
+                limit = max(1, page_points // max(1, len(pending)))
+        for c in range(0, len(strings), GROUP_SERIES):
+            chunk = strings[c:c + GROUP_SERIES]
+            pending = {str(i): series_request(str(i), project, sys_id, name, False)
+                       for i, (sys_id, name) in enumerate(chunk)}
+            while pending:
+                _pages, pending = series_answer(client, pending)
+        list(client.attribute_values_by_run(project, group, ["sys/id"], len(group)))
+        runs += len(group)
     return runs, points, points
 
 
@@ -322,9 +333,9 @@ def main() -> int:
         values = [fn(results[(key, project)]) for key, _ in cols]
         ratio = values[0] / values[1] if values[1] else 0.0
         print(f"{label:30}" + "".join(fmt.format(v) for v in values) + f"{ratio:>12.2f}")
-    print("notes: 'floor' fetches what ours exports (definitions, parameters, float and string series) and "
-          "writes nothing; ours also re-checks each run still exists after its export (one request) and writes "
-          f"local_fs parquet. 'public API' reads only float series, its big run capped at "
+    print("notes: 'floor' fetches what ours exports (definitions, parameters, float and string series) with the "
+          "same requests and writes nothing; ours also re-checks that a run still exists when it read pages after "
+          "its definitions (one request: the big run) and writes local_fs parquet. 'public API' reads only float series, its big run capped at "
           f"{args.baseline_points or args.points:,} points.")
     if ("shards", MANY) in results:
         r, floor = results[("shards", MANY)], results[("floor", MANY)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pyarrow as pa
@@ -62,3 +62,21 @@ def file_ref(attr: Any) -> tuple[str, int, str] | None:
     """(path, size, mime type) of a fileRef attribute's value."""
     props = attr.file_ref_properties
     return (props.path, int(props.sizeBytes), props.mimeType) if props.path else None
+
+
+NAME_BYTES_PER_REQUEST = 50_000
+
+
+def name_chunks(names: list[str], limit: int) -> Iterator[list[str]]:
+    """Name lists that keep each request under ~50 kB (attribute paths may be up to 1 kB each)."""
+    chunk: list[str] = []
+    size = 0
+    for name in names:
+        cost = len(name.encode("utf-8")) + 4
+        if chunk and (len(chunk) >= limit or size + cost > NAME_BYTES_PER_REQUEST):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(name)
+        size += cost
+    if chunk:
+        yield chunk

@@ -87,6 +87,7 @@ class RunRetries:
     def __init__(self, ctx: Any) -> None:
         self.ctx = ctx
         self.count = 0
+        self.requests = 0  # requests made for this run so far (only ever compared with an earlier count)
         self._lock = threading.Lock()
 
     def hit(self) -> None:
@@ -152,6 +153,9 @@ class Neptune3Client:
 
     def _call(self, what: str, fn: Callable[[], T], project: str | None = None) -> T:
         self.requests += 1
+        run = CURRENT_RUN.get()
+        if run is not None:
+            run.requests += 1
         try:
             return fn()
         except nq_exc.NeptuneInvalidCredentialsError:
@@ -282,11 +286,15 @@ class Neptune3Client:
 
     def attribute_definitions(self, project: str, sys_id: str) -> list[tuple[str, str]]:
         """(name, wire type) of every attribute of one run, paged by token."""
+        return self.attribute_definitions_union(project, [sys_id])
+
+    def attribute_definitions_union(self, project: str, sys_ids: list[str]) -> list[tuple[str, str]]:
+        """(name, wire type) of the attributes of several runs: the union, not per run (the API says no more)."""
         http = self.http
         out: list[tuple[str, str]] = []
         params: dict[str, Any] = {
             "projectIdentifiers": [project],
-            "experimentIdsFilter": [f"{project}/{sys_id}"],
+            "experimentIdsFilter": [f"{project}/{sys_id}" for sys_id in sys_ids],
             "attributeNameFilter": {},
             "nextPage": {"limit": 10_000},
         }
@@ -301,9 +309,15 @@ class Neptune3Client:
 
     def attribute_values(self, project: str, sys_id: str, names: list[str], limit: int) -> Iterator[Any]:
         """ProtoAttributeDTO values of the named attributes of one run."""
+        for _sys_id, attribute in self.attribute_values_by_run(project, [sys_id], names, limit):
+            yield attribute
+
+    def attribute_values_by_run(self, project: str, sys_ids: list[str], names: list[str],
+                                limit: int) -> Iterator[tuple[str, Any]]:
+        """(sys/id, ProtoAttributeDTO) of the named attributes of several runs; a run lacking one has no entry."""
         http = self.http
         params: dict[str, Any] = {
-            "experimentIdsFilter": [f"{project}/{sys_id}"],
+            "experimentIdsFilter": [f"{project}/{sys_id}" for sys_id in sys_ids],
             "attributeNamesFilter": names,
             "nextPage": {"limit": limit},
         }
@@ -311,7 +325,9 @@ class Neptune3Client:
             dto = self._call("attribute values", lambda p=params: nq_values._fetch_attribute_values_page(
                 http, p, project_identifier=project), project)
             for entry in dto.entries:
-                yield from entry.attributes
+                sys_id = entry.experimentShortId
+                for attribute in entry.attributes:
+                    yield sys_id, attribute
             token = dto.nextPage.nextPageToken
             if not token:
                 return

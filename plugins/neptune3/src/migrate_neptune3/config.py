@@ -45,3 +45,6 @@ class Neptune3Config(PluginConfig):
     series_per_request: int = Field(100, ge=1, le=1000, description="Series asked for in one request.")
     runs_page_size: int = Field(1000, ge=1, le=10_000, description="Runs per runs-search page.")
     max_attribute_values: int = Field(5000, ge=1, le=10_000, description="Parameter values per request.")
+    group_runs: int = Field(16, ge=1, le=100, description="Runs read together in one request per attribute class "
+                                                         "(their first pages; longer series page on per run). "
+                                                         "1 reads every run alone.")

@@ -13,7 +13,7 @@ import queue
 import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -25,7 +25,7 @@ from migrate_core.errors import Cancelled, UsageError
 from migrate_core.format import make_batch, steps_from_float, timestamps_ms
 
 from . import __version__
-from .atoms import CLASS_OF, PARAMETER_TYPES, file_ref, parameter_batch
+from .atoms import CLASS_OF, PARAMETER_TYPES, file_ref, name_chunks, parameter_batch
 from .client import (
     CURRENT_RUN,
     NQ_VERSION,
@@ -37,12 +37,12 @@ from .client import (
 )
 from .config import Neptune3Config
 from .errors import AttributeFetchError, AuthError, Neptune3Error, ProjectError, RunGone
+from .grouped import GroupReader, Prefetched
 from .pipeline import Emit, run_ordered
-from .series import float_batches, float_pages, histogram_batch, series_pages, string_batch
+from .series import FloatPage, float_batches, float_pages, histogram_batch, series_pages, string_batch
 
 LIST_ATTRIBUTES = ["sys/id", "sys/custom_run_id", "sys/modification_time", "sys/forking/parent",
                    "sys/forking/step", "sys/archived"]
-NAME_BYTES_PER_REQUEST = 50_000
 FILES_PER_SIGNING = 100
 WRITE_QUEUE_DEPTH = 4  # batches waiting for the writer thread
 INLINE_WRITE_ROWS = 50_000  # a run's first rows are written inline: small runs start no writer thread
@@ -59,6 +59,8 @@ class Neptune3Source(Source):
         self._client = client
         self._client_lock = threading.Lock()
         self.retry_budget = set_retry_budget(config.retry_budget)
+        self._groups = GroupReader(lambda: self.client, config) if config.group_runs > 1 else None
+        self.prepare_runs = config.group_runs  # the orchestrator announces a group's worth of runs at once
         with _RETRIES_INSTALLED:
             if not getattr(_RETRIES, "installed", False):
                 _RETRIES.install()
@@ -78,6 +80,14 @@ class Neptune3Source(Source):
                 check_token(token, env)
                 self._client = Neptune3Client(token, env)
             return self._client
+
+    def prepare(self, runs: Sequence[SourceRun], selection: Selection) -> None:
+        if self._groups is not None:
+            self._groups.add(runs, selection)
+
+    def close(self) -> None:
+        if self._groups is not None:
+            self._groups.close()
 
     @property
     def retries(self) -> int:
@@ -168,10 +178,24 @@ class Neptune3Source(Source):
 
     def _export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
         client = self.client
-        sys_id = run.info.get("sys_id") or self._lookup(run)
-        definitions = client.attribute_definitions(run.project_id, sys_id)
-        if not definitions:
+        # what the run's group read for it: fetched before the definitions below, which thereby also check
+        # that the run still existed after those reads
+        pre = self._groups.take(run, ctx) if self._groups is not None else None
+        if pre is not None and pre.retries:
+            if pre.count_retries:
+                ctx.event("retries", pre.retries)
+            ctx.report.note(f"neptune-query retried {pre.retries} requests while this run's group of runs was read")
+        if pre is not None and pre.gone:
             raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
+        sys_id = run.info.get("sys_id") or self._lookup(run)
+        tracker = CURRENT_RUN.get()
+        if pre is not None and pre.definitions is not None:
+            definitions = pre.definitions  # the group saw the run's attributes, and the run existing after
+        else:
+            definitions = client.attribute_definitions(run.project_id, sys_id)
+            if not definitions:
+                raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
+        read_before = tracker.requests if tracker is not None else -1
         classes = set(self.config.classes)
         params, files, floats, others = [], [], [], []
         for name, wire in definitions:
@@ -194,32 +218,35 @@ class Neptune3Source(Source):
                 others.append((name, wire))
         out = _Output(writer, ctx)
         try:
-            self._attributes(run, sys_id, params, files, floats, others, out, ctx)
+            self._attributes(run, sys_id, params, files, floats, others, out, ctx, pre or Prefetched())
             out.close()  # every queued batch is in storage
         except _StorageFailed as failed:
             raise failed.original from None
         finally:
             out.abandon()
-        if not client.attribute_definitions(run.project_id, sys_id):
+        # anything read after the definitions above may come from a run deleted meanwhile: check it still exists
+        if (tracker is None or tracker.requests != read_before) and not client.attribute_definitions(
+                run.project_id, sys_id):
             raise RunGone(f"run {run.run_id} was deleted while it was being exported")
 
     def _attributes(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], floats: list[str],
-                    others: list[tuple[str, str]], out: _Output, ctx: RunContext) -> None:
+                    others: list[tuple[str, str]], out: _Output, ctx: RunContext, pre: Prefetched) -> None:
         client = self.client
         with tempfile.TemporaryDirectory(prefix="migrate-neptune3-") as tmp:
             downloader = _Downloader(client, run, out, Path(tmp), ctx)
-            self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader))
+            self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader, pre))
             tasks: list[Callable[[Emit], None]] = []
             size = self.config.series_per_request
             for i in range(0, len(floats), size):
                 group = floats[i:i + size]
-                tasks.append(self._task(ctx, group, lambda emit, g=group: self._floats(run, sys_id, g, emit, ctx)))
+                tasks.append(self._task(ctx, group, lambda emit, g=group: self._floats(
+                    run, sys_id, g, emit, ctx, pre)))
             for wire in ("stringSeries", "histogramSeries", "fileRefSeries"):
                 names = [n for n, w in others if w == wire]
                 for i in range(0, len(names), size):
                     group = names[i:i + size]
                     tasks.append(self._task(ctx, group, lambda emit, g=group, w=wire: self._series(
-                        run, sys_id, g, w, emit, ctx, downloader)))
+                        run, sys_id, g, w, emit, ctx, downloader, pre)))
             run_ordered(tasks, out.write, workers=self.config.attribute_workers, cancelled=lambda: ctx.cancelled)
 
     def _lookup(self, run: SourceRun) -> str:
@@ -249,35 +276,55 @@ class Neptune3Source(Source):
             ctx.report.note(f"{label}: {' '.join(str(exc).split())[:300]}")
 
     def _atoms(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], out: _Output,
-               downloader: _Downloader) -> None:
-        for chunk in _name_chunks(params + files, self.config.max_attribute_values):
+               downloader: _Downloader, pre: Prefetched) -> None:
+        names = params + files
+        ready = [pre.values[n] for n in names if n in pre.value_names and n in pre.values]
+        rest = [n for n in names if n not in pre.value_names or n not in pre.values]
+        if ready:
+            self._write_atoms(run, ready, out, downloader)
+        for chunk in name_chunks(rest, self.config.max_attribute_values):
             attributes = list(self.client.attribute_values(run.project_id, sys_id, chunk,
                                                            self.config.max_attribute_values))
             out.ctx.check_cancelled()
-            batch = parameter_batch(run.project_id, run.run_id, attributes)
-            if batch is not None:
-                out.write(batch)
-            refs = [(a.name, file_ref(a)) for a in attributes if a.type == "fileRef"]
-            stored = downloader.fetch([(name, ref) for name, ref in refs if ref is not None])
-            rows = [(name, path) for (name, _ref), path in zip(refs, stored, strict=True) if path is not None]
-            for name, path in rows:
-                out.write(make_batch(run.project_id, run.run_id, name, "file", 1, file_value=[{"path": path}]))
+            self._write_atoms(run, attributes, out, downloader)
 
-    def _floats(self, run: SourceRun, sys_id: str, names: list[str], out: Emit, ctx: RunContext) -> None:
+    def _write_atoms(self, run: SourceRun, attributes: list[Any], out: _Output, downloader: _Downloader) -> None:
+        batch = parameter_batch(run.project_id, run.run_id, attributes)
+        if batch is not None:
+            out.write(batch)
+        refs = [(a.name, file_ref(a)) for a in attributes if a.type == "fileRef"]
+        stored = downloader.fetch([(name, ref) for name, ref in refs if ref is not None])
+        rows = [(name, path) for (name, _ref), path in zip(refs, stored, strict=True) if path is not None]
+        for name, path in rows:
+            out.write(make_batch(run.project_id, run.run_id, name, "file", 1, file_value=[{"path": path}]))
+
+    def _floats(self, run: SourceRun, sys_id: str, names: list[str], out: Emit, ctx: RunContext,
+                pre: Prefetched) -> None:
         lost = 0
-        for page in float_pages(self.client, run.project_id, sys_id, names,
-                                lineage=self.config.materialise_lineage, page_points=self.config.page_points):
+
+        def emit(page: FloatPage) -> None:
+            nonlocal lost
             ctx.check_cancelled()
             batches, skipped = float_batches(run.project_id, run.run_id, page, self.config.previews)
             lost += skipped
             for batch in batches:
                 out.write(batch)
+
+        for name in names:
+            if name in pre.float_names:
+                for page in pre.floats.get(name, ()):
+                    emit(page)
+        rest = [n for n in names if n not in pre.float_names or n in pre.float_after]
+        after = {n: pre.float_after[n] for n in rest if n in pre.float_after}
+        if rest:
+            for page in float_pages(self.client, run.project_id, sys_id, rest, lineage=self.config.materialise_lineage,
+                                    page_points=self.config.page_points, after=after):
+                emit(page)
         ctx.report.lost("metric preview points (set source.neptune3.previews=true to export them)", lost)
 
     def _series(self, run: SourceRun, sys_id: str, names: list[str], wire: str, out: Emit, ctx: RunContext,
-                downloader: _Downloader) -> None:
-        for path, values in series_pages(self.client, run.project_id, sys_id, names,
-                                         lineage=self.config.materialise_lineage):
+                downloader: _Downloader, pre: Prefetched) -> None:
+        def emit(path: str, values: Any) -> None:
             ctx.check_cancelled()
             if wire == "stringSeries":
                 out.write(string_batch(run.project_id, run.run_id, path, values))
@@ -285,6 +332,17 @@ class Neptune3Source(Source):
                 out.write(histogram_batch(run.project_id, run.run_id, path, values))
             else:
                 self._file_series(run, path, values.values, out, downloader)  # one download per point anyway
+
+        for name in names:
+            if name in pre.series_names:
+                for values in pre.series.get(name, ()):
+                    emit(name, values)
+        rest = [n for n in names if n not in pre.series_names or n in pre.series_after]
+        after = {n: pre.series_after[n] for n in rest if n in pre.series_after}
+        if rest:
+            for path, values in series_pages(self.client, run.project_id, sys_id, rest,
+                                             lineage=self.config.materialise_lineage, after=after):
+                emit(path, values)
 
     def _file_series(self, run: SourceRun, path: str, values: Any, out: Emit, downloader: _Downloader) -> None:
         refs = [(path, (v.object.fileRef.path, int(v.object.fileRef.sizeBytes), v.object.fileRef.mimeType))
@@ -441,18 +499,3 @@ def _string(attr: Any) -> str:
 
 def _nql_string(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def _name_chunks(names: list[str], limit: int) -> Iterator[list[str]]:
-    """Name lists that keep each request under ~50 kB (attribute paths may be up to 1 kB each)."""
-    chunk: list[str] = []
-    size = 0
-    for name in names:
-        cost = len(name.encode("utf-8")) + 4
-        if chunk and (len(chunk) >= limit or size + cost > NAME_BYTES_PER_REQUEST):
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(name)
-        size += cost
-    if chunk:
-        yield chunk
