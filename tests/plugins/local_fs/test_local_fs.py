@@ -164,6 +164,34 @@ def test_leftover_tmp_parts_are_incomplete_and_cleaned_on_reexport(tmp_path):
     assert sum(b.num_rows for b in storage.read(stored)) == run.table.num_rows + 1
 
 
+def test_leftover_parts_without_a_manifest_are_cleaned(tmp_path):
+    # a power loss can keep fsynced .tmp parts but lose the never-fsynced "writing" manifest
+    storage = _storage(tmp_path)
+    run = sample_runs(n=1)[0]
+    folder = tmp_path / "data" / S("ws/proj")
+    folder.mkdir(parents=True)
+    for n in (0, 1):
+        pq.write_table(run.table, folder / f"{S('RUN-1')}_part_{n}.parquet.tmp")
+    export_into(storage, MemorySource([run]))
+    assert sorted(p.name for p in folder.iterdir() if "part" in p.name) == [f"{S('RUN-1')}_part_0.parquet"]
+    assert sum(b.num_rows for b in storage.read(storage.get_run("ws/proj", "RUN-1"))) == run.table.num_rows + 1
+
+
+def test_a_new_run_does_not_list_the_project_directory(tmp_path, monkeypatch):
+    import migrate_local_fs.storage as module
+
+    storage = _storage(tmp_path)
+    runs = sample_runs(n=3)
+    export_into(storage, MemorySource(runs[:2]))
+    listed = []
+    real = module.os.listdir
+    monkeypatch.setattr(module.os, "listdir", lambda path=".": listed.append(path) or real(path))
+    export_into(storage, MemorySource(runs[2:]))  # new: no manifest, no part_0, nothing to clean
+    assert listed == []
+    export_into(storage, MemorySource(runs[:1]))  # again: its old parts must go
+    assert len(listed) == 1
+
+
 def test_escaping_and_symlinked_paths_are_refused(tmp_path):
     storage = _storage(tmp_path)
     export_into(storage, MemorySource(sample_runs(n=1)))

@@ -377,25 +377,34 @@ class LocalRunWriter(RunWriter):
         self._closed = False
 
         self.project_dir.mkdir(parents=True, exist_ok=True)
+        had_manifest = self.manifest_path.exists()
         self._manifest = new_manifest(project_id, run_id, source, "migrate-local-fs")
         # Not fsynced: a kill leaves it in the page cache, and after a power loss each possible state reads as
         # incomplete (no, empty or "writing" manifest) or as the previous complete export, untouched because
         # its parts are deleted only after this and the commit fsyncs the directory before "complete".
         write_json_atomic(self.manifest_path, self._manifest, durable=False)
-        self._remove_leftovers()
+        self._remove_leftovers(had_manifest)
 
     # A leftover from an earlier attempt must never mix with this one.
-    def _remove_leftovers(self) -> None:
+    def _remove_leftovers(self, had_manifest: bool) -> None:
+        # Parts are written from part_0 up, and every attempt writes its manifest first: a run with neither has
+        # no leftover parts, and the project directory (one entry per part and manifest of every run, so
+        # listing it per run is quadratic in project size) need not be listed. The one exception, a power loss
+        # that kept a later .tmp part but not part_0 nor the manifest, leaves a .tmp file no reader takes.
+        if had_manifest or self._part_path(0).exists() or self._part_path(0, tmp=False).exists():
+            self._remove_leftover_parts()
+        if self.run_files_dir.is_symlink() or self.run_files_dir.is_file():
+            self.run_files_dir.unlink()
+        elif self.run_files_dir.exists():
+            shutil.rmtree(self.run_files_dir)
+
+    def _remove_leftover_parts(self) -> None:
         prefix = f"{self.stem}_part_"
         for name in os.listdir(self.project_dir):  # names only: cheap even next to 10k+ other runs
             if name.startswith(prefix):
                 match = PART_RE.match(name)
                 if match and match["stem"] == self.stem:
                     (self.project_dir / name).unlink(missing_ok=True)
-        if self.run_files_dir.is_symlink() or self.run_files_dir.is_file():
-            self.run_files_dir.unlink()
-        elif self.run_files_dir.exists():
-            shutil.rmtree(self.run_files_dir)
 
     def _part_path(self, n: int, tmp: bool = True) -> Path:
         return self.project_dir / f"{self.stem}_part_{n}.parquet{'.tmp' if tmp else ''}"
