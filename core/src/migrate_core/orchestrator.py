@@ -380,12 +380,13 @@ class _Job:
 
         Runs to export are announced to the source in groups of `prepare_runs` (`Source.prepare`) before they
         are submitted, so a source can read a group with one request; at most `limit` runs are in flight
-        (submitted or waiting to form a group), so a 100k-run listing is never held at once.
+        (submitted or waiting to form a group: 2 per worker, or 3 groups so two can be read ahead of the one
+        exporting), so a 100k-run listing is never held at once.
         """
         source = self.orch.source
         assert source is not None
         group = max(1, int(getattr(source, "prepare_runs", 1) or 1))
-        limit = max(self.orch.workers * 2, group * 2 if group > 1 else 0)
+        limit = max(self.orch.workers * 2, group * 3 if group > 1 else 0)
         batch: list[SourceRun] = []
         self.orch.progress.start(self.summary.command, None)
         try:

@@ -49,6 +49,7 @@ GROUP_SERIES = 100  # (run, series) pairs in one group series request
 GROUP_FLOAT_POINTS = 1_000  # first-page points per float series in a group request; longer ones page on alone
 GROUP_REQUESTS = 4  # requests per class per group at most: bounds what a group holds; the rest is read per run
 HELD_GROUPS = 4  # groups whose data waits for their runs' export
+GROUP_THREADS = 2  # groups read at once: one round trip of the next group hides behind this one's
 GROUP_VALUES = 20_000  # (run, attribute) values in one group at most; wider runs are read alone
 SERIES_WIRES = ("stringSeries", "histogramSeries", "fileRefSeries")
 
@@ -104,7 +105,7 @@ class GroupReader:
         self._groups: OrderedDict[int, _Group] = OrderedDict()
         self._by_run: dict[Key, _Group] = {}
         self._queue: queue.Queue[_Group | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
         self._closed = False
         self._next = 0
         self.disabled: str | None = None  # why grouping was switched off (a group request failed)
@@ -132,9 +133,11 @@ class GroupReader:
             while len(self._groups) > HELD_GROUPS:
                 _, old = self._groups.popitem(last=False)
                 self._drop(old)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="neptune3-groups", daemon=True)
-                self._thread.start()
+            if not self._threads:
+                for _ in range(GROUP_THREADS):
+                    thread = threading.Thread(target=self._work, name="neptune3-groups", daemon=True)
+                    thread.start()
+                    self._threads.append(thread)
 
     def _drop(self, group: _Group) -> None:
         group.dropped = True
@@ -165,7 +168,8 @@ class GroupReader:
                 self._drop(group)
             self._groups.clear()
             self._by_run.clear()
-        self._queue.put(None)
+        for _ in self._threads:
+            self._queue.put(None)
 
     # ------------------------------------------------------------------ the background thread
 
