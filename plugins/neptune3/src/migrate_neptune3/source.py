@@ -232,8 +232,7 @@ class Neptune3Source(Source):
     def _attributes(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], floats: list[str],
                     others: list[tuple[str, str]], out: _Output, ctx: RunContext, pre: Prefetched) -> None:
         client = self.client
-        with tempfile.TemporaryDirectory(prefix="migrate-neptune3-") as tmp:
-            downloader = _Downloader(client, run, out, Path(tmp), ctx)
+        with _Downloader(client, run, out, ctx) as downloader:
             self._guarded(ctx, params + files, lambda: self._atoms(run, sys_id, params, files, out, downloader, pre))
             tasks: list[Callable[[Emit], None]] = []
             size = self.config.series_per_request
@@ -453,10 +452,18 @@ class _Output:
 class _Downloader:
     """Signs and downloads file refs in batches; returns the stored `file_value.path` (None if gone)."""
 
-    def __init__(self, client: Neptune3Client, run: SourceRun, out: _Output, tmp: Path, ctx: RunContext) -> None:
-        self.client, self.run, self.out, self.tmp, self.ctx = client, run, out, tmp, ctx
+    def __init__(self, client: Neptune3Client, run: SourceRun, out: _Output, ctx: RunContext) -> None:
+        self.client, self.run, self.out, self.ctx = client, run, out, ctx
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None  # made for the first file: most runs have none
         self._n = 0
         self._lock = threading.Lock()
+
+    def __enter__(self) -> _Downloader:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def fetch(self, refs: list[tuple[str, tuple[str, int, str]]]) -> list[str | None]:
         out: list[str | None] = []
@@ -470,8 +477,10 @@ class _Downloader:
 
     def _one(self, attribute: str, path: str, signed: Any) -> str | None:
         with self._lock:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="migrate-neptune3-")
             self._n += 1
-            target = self.tmp / f"f{self._n}"
+            target = Path(self._tmp.name) / f"f{self._n}"
         try:
             got = self.client.download(signed, target)
             if got is None:
