@@ -75,7 +75,7 @@ def _ours(project: str, out: Path, workers: int, profile: bool,
         print("\n--- where our export's time goes (one thread, cProfile, by tottime)", file=sys.stderr)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(16)
         return 1, rows, rows
-    source = Neptune3Source(Neptune3Config(projects=[project]))
+    source = Neptune3Source(Neptune3Config(projects=[project], group_runs=int(os.environ.get("BENCH_GROUP_RUNS", 16))))
     orch = Orchestrator(LocalFsStorage(out / "data", out / "files"), source=source, workers=workers,
                         selection=Selection(shard=shard))
     summary = orch.export()
@@ -230,6 +230,7 @@ def run_phase(ctx: Any, fake: Any, name: str, project: str, scratch: Path, args:
     """One phase in fresh processes: one, or `shards` exporting shard i/N each into one storage at once."""
     fake.reset_log()
     env = fake.client_env(retry_soft_timeout=60)
+    env["BENCH_GROUP_RUNS"] = str(args.group_runs)
     env["NEPTUNE_PROJECT"] = project
     out = scratch / f"{name}-{project.replace('/', '_')}"
     # the big run's steps are k * 0.5: cap the baseline at --baseline-points points over all its series
@@ -269,6 +270,8 @@ def main() -> int:
                         help="also export the small runs as N processes at once, `--shard i/N` each with "
                              "--shard-workers workers (0 or 1: skip)")
     parser.add_argument("--shard-workers", type=int, default=2)
+    parser.add_argument("--group-runs", type=int, default=16,
+                        help="our source's group_runs (1: every run read alone, as before groups existed)")
     parser.add_argument("--latency", type=float, default=0.0,
                         help="seconds the fake waits before each API answer, like a server across a network "
                              "(the floor is one sequential stream, so with latency it measures latency, not CPU)")
