@@ -41,6 +41,7 @@ app.add_typer(config_app, name="config")
 
 # Tests inject extra plugins (in-memory fakes) here; users install entry points instead.
 EXTRA_PLUGINS: list[object] = []
+_LOG_LEVEL = "info"  # the root's --log-level, passed on to `export --processes` children
 
 ConfigOpt = Annotated[
     Path | None,
@@ -107,6 +108,13 @@ ShardOpt = Annotated[
                  "one per core, into the same storage, then one `migrate load`.", show_default=False),
 ]
 
+ProcessesOpt = Annotated[
+    int | None,
+    typer.Option("--processes", min=1, max=256, help="Split the export over N processes (one per core), each "
+                 "exporting its shard I/N with --workers threads; one summary at the end. Default 1.",
+                 show_default=False),
+]
+
 
 # Source options that several sources share, as first-class flags: flag -> candidate keys in the chosen
 # source's table (the first one its config model has). Anything else: --set source.<name>.<key>=...
@@ -135,6 +143,7 @@ class Options:
     since: str | None = None
     until: str | None = None
     shard: str | None = None
+    processes: int | None = None
 
     source_flags: dict[str, Any] | None = None  # flag name -> value, for the chosen source's own table
 
@@ -151,6 +160,7 @@ class Options:
             "run.since": self.since,
             "run.until": self.until,
             "run.shard": self.shard,
+            "run.processes": self.processes,
         }
         if storage_name:
             flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
@@ -256,6 +266,7 @@ def _options(**kwargs: Any) -> Options:
         since=kwargs.get("since"),
         until=kwargs.get("until"),
         shard=kwargs.get("shard"),
+        processes=kwargs.get("processes"),
         source_flags={flag: kwargs.get(flag) for flag in SOURCE_FLAG_KEYS},
     )
 
@@ -299,10 +310,12 @@ def root(
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise UsageError(f"--log-format {log_format!r}: choose auto, console or json")
+    global _LOG_LEVEL
     try:
         configure_logging(log_level.lower(), log_format)
     except ValueError as exc:
         raise UsageError(f"--log-level: {exc}") from None
+    _LOG_LEVEL = log_level.lower()
 
 
 # ------------------------------------------------------------------------------------------- moving data
@@ -311,11 +324,20 @@ def root(
 def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bool) -> None:
     from .orchestrator import Orchestrator
 
+    from . import processes
+
     session = Session(_options(**kwargs))
     if session.run.shard and command != "export":
         # a fork and its parent may fall in different shards; only one load sees both and orders them
         raise UsageError(f"run.shard ({session.config.origin('run.shard')}) splits exports only: export each "
                          "shard with `migrate export --shard I/N`, then load everything with one `migrate load`")
+    # load and run stay in one process (forks load after their parents, which one process orders)
+    split = command == "export" and session.run.processes > 1 and not processes.is_child()
+    if split and session.run.shard:
+        raise UsageError("--processes and --shard: choose one (--processes N runs the shards 0/N .. N-1/N itself)")
+    if split and not kwargs.get("dry_run"):
+        _export_in_processes(session, kwargs)
+        return
     json_out = bool(kwargs.get("json_out"))
     storage = session.storage()
     source = session.source() if need_source else None
@@ -347,10 +369,13 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             components["source"] = session.run.source
         if sink is not None:
             components["sink"] = session.run.sink or ""
-        session.registry.pm.hook.migrate_before_run(command=command, selection=selection, components=components)
+        hooks = not processes.is_child()  # the parent of `--processes` runs them once for the whole command
+        if hooks:
+            session.registry.pm.hook.migrate_before_run(command=command, selection=selection, components=components)
         summary = getattr(orch, command)()
         data = summary.as_json()
-        session.registry.pm.hook.migrate_after_run(command=command, summary=data)
+        if hooks:
+            session.registry.pm.hook.migrate_after_run(command=command, summary=data)
     finally:
         for component in (source, sink, storage):
             if component is not None:
@@ -359,6 +384,50 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     code = summary.exit_code(session.run.strict)
     if code:
         raise typer.Exit(code)
+
+
+def _export_in_processes(session: Session, kwargs: dict[str, Any]) -> None:
+    from . import processes
+
+    count = session.run.processes
+    json_out = bool(kwargs.get("json_out"))
+    selection = session.selection()
+    components = {"storage": session.run.storage, "source": session.run.source}
+    session.registry.pm.hook.migrate_before_run(command="export", selection=selection, components=components)
+    data = processes.export_in_processes(_child_args(kwargs), count, _LOG_LEVEL, _progress(json_out))
+    session.registry.pm.hook.migrate_after_run(command="export", summary=data)
+    _emit_json(data) if json_out else _render_summary(data)
+    code = processes.exit_code(data, session.run.strict)
+    if code:
+        raise typer.Exit(code)
+
+
+def _child_args(kwargs: dict[str, Any]) -> list[str]:
+    """The export's own options, for its `--processes` children (paths absolute: they are this command's)."""
+    args: list[str] = []
+    if kwargs.get("config"):
+        args += ["--config", str(Path(kwargs["config"]).resolve())]
+    for item in kwargs.get("set_") or ():
+        args += ["--set", item]
+    for flag, key in (("--source", "source"), ("--storage", "storage"), ("--runs", "runs"),
+                      ("--attributes", "attributes"), ("--since", "since"), ("--until", "until"),
+                      ("--query", "query"), ("--archived", "archived")):
+        if kwargs.get(key) is not None:
+            args += [flag, str(kwargs[key])]
+    if kwargs.get("workers") is not None:
+        args += ["--workers", str(kwargs["workers"])]
+    for key, flag in (("data_path", "--data-path"), ("files_path", "--files-path")):
+        if kwargs.get(key) is not None:
+            args += [flag, str(Path(kwargs[key]).resolve())]
+    for project in kwargs.get("project") or ():
+        args += ["--project", project]
+    for cls in kwargs.get("classes") or ():
+        args += ["--classes", cls]
+    for key, flag in (("skip_failed_attributes", "--skip-failed-attributes"), ("force", "--force"),
+                      ("refresh", "--refresh"), ("strict", "--strict")):
+        if kwargs.get(key):
+            args.append(flag)
+    return args
 
 
 def _render_summary(data: dict[str, Any]) -> None:
@@ -378,6 +447,9 @@ def _render_summary(data: dict[str, Any]) -> None:
     failed = [r for r in data["runs"] if r["status"] == "failed"]
     for r in failed:
         _out(f"FAILED {r['stage']} {r['project_id']} {r['run_id']}: {r['reason']}")
+    for p in data.get("processes", []):
+        if "error" in p:
+            _out(f"FAILED {p['error']}")
     if data["interrupted"]:
         _out("interrupted: re-run the same command to resume")
     _out(f"time: {data['seconds']:.1f} s")
@@ -404,6 +476,7 @@ def export(
     force: ForceOpt = False,
     refresh: RefreshOpt = False,
     shard: ShardOpt = None,
+    processes: ProcessesOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
@@ -669,4 +742,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    sys.exit(main())

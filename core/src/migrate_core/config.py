@@ -55,6 +55,10 @@ class RunConfig(PluginConfig):
     shard: str | None = Field(None, description="I/N (export only): export just the runs of shard I of N, 0-based, "
                                                 "so N processes can share one export into one storage.")
 
+    processes: int = Field(1, ge=1, le=256, description="Export only: split the export over N processes (one per "
+                                                        "core), each exporting its shard I/N into the storage; "
+                                                        "load and run always use one.")
+
     @field_validator("shard")
     @classmethod
     def _shard(cls, value: str | None) -> str | None:

@@ -1,0 +1,97 @@
+"""`migrate export --processes N`: one command, N shard processes, one merged summary; Ctrl+C and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pyarrow as pa
+import pytest
+from migrate_core.format import plain
+from migrate_core.processes import exit_code, merge
+from migrate_core.testing import tables_equal
+from migrate_local_fs.storage import LocalFsStorage
+
+SMALL = ["--set", "source.demo.points_per_series=200", "--set", "source.demo.runs=12",
+         "--set", "source.demo.fork=false"]
+
+
+def stored(root):
+    storage = LocalFsStorage(root / "exports" / "data", root / "exports" / "files")
+    return storage, {r.run_id: r for r in storage.list_runs()}
+
+
+@pytest.mark.slow
+def test_processes_export_what_one_process_exports_with_one_summary(migrate, tmp_path):
+    result = migrate("export", "--source", "demo", *SMALL, "--processes", "2", "--json")
+    assert result.code == 0, result.err
+    data = result.json()
+    assert data["stages"]["export"]["ok"] == 12 and data["losses"] == {}
+    assert sorted(r["run_id"] for r in data["runs"]) == sorted(f"DEMO-{i}" for i in range(1, 13))
+    assert [p["exit_code"] for p in data["processes"]] == [0, 0]
+    # the children's log lines come through, tagged with their shard
+    assert '"shard": 0' in result.err and '"shard": 1' in result.err and "run_done" in result.err
+    (tmp_path / "one").mkdir()
+    one = subprocess.run([sys.executable, "-m", "migrate_core", "--log-level", "warning", "export", "--source", "demo",
+                          *SMALL], cwd=tmp_path / "one", capture_output=True, text=True, timeout=120)
+    assert one.returncode == 0, one.stderr
+    (split_storage, split), (one_storage, whole) = stored(tmp_path), stored(tmp_path / "one")
+    assert sorted(split) == sorted(whole)
+    for run_id, run in split.items():
+        got = plain(pa.Table.from_batches(list(split_storage.read(run))))
+        assert run.complete and tables_equal(got, plain(pa.Table.from_batches(list(one_storage.read(whole[run_id])))))
+    again = migrate("export", "--source", "demo", *SMALL, "--processes", "2")
+    assert again.code == 0 and "export: 0 ok, 0 failed, 12 skipped" in again.out
+
+
+def test_processes_refuse_a_shard_and_other_commands_ignore_them(migrate):
+    both = migrate("export", "--source", "demo", "--processes", "2", "--shard", "0/2")
+    assert both.code == 2 and "choose one" in both.err
+    dry = migrate("export", "--source", "demo", *SMALL, "--set", "run.processes=3", "--dry-run", "--json")
+    assert dry.code == 0 and len(dry.json()["export"]["runs"]) == 12  # a plan needs no processes
+    bad = migrate("export", "--source", "demo", "--processes", "0")
+    assert bad.code == 2
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_every_process_and_a_rerun_resumes(tmp_path):
+    many = ["--set", "source.demo.runs=400", "--set", "source.demo.points_per_series=2000", "--set",
+            "source.demo.fork=false"]
+    argv = [sys.executable, "-m", "migrate_core", "--log-level", "warning", "export", "--source", "demo", *many,
+            "--processes", "2", "--json"]
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    data_dir = tmp_path / "exports" / "data"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(data_dir.rglob("*.manifest.json"))) < 10:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl+C in a terminal does: every process of the group
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    import json
+
+    summary = json.loads(out)
+    assert summary["interrupted"] and 0 < summary["stages"]["export"]["ok"] < 400
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    resumed = json.loads(again.stdout)["stages"]["export"]
+    assert resumed["ok"] + resumed["skipped"] == 400 and resumed["failed"] == 0
+    storage, runs = stored(tmp_path)
+    assert len(runs) == 400 and all(r.complete for r in runs.values())
+
+
+def test_a_process_that_dies_without_a_summary_fails_the_command():
+    good = ('{"command": "export", "interrupted": false, "seconds": 1, "stages": {"export": {"ok": 2, "failed": 0, '
+            '"skipped": 0, "cancelled": 0, "rows": 10, "files": 0, "bytes": 0}}, "losses": {"x": 1}, '
+            '"runs": [{"run_id": "a", "status": "ok"}, {"run_id": "b", "status": "ok"}]}')
+    merged = merge([good, ""], [0, -9], [[], ["Traceback ...", "MemoryError"]], 2.0)
+    assert merged["stages"]["export"]["ok"] == 2 and merged["losses"] == {"x": 1}
+    assert "shard 1/2 ended with exit code -9" in merged["processes"][1]["error"]
+    assert "MemoryError" in merged["processes"][1]["error"]
+    assert exit_code(merged, strict=False) == 1
+    fine = merge([good, good], [0, 0], [[], []], 2.0)
+    assert fine["stages"]["export"]["ok"] == 4 and fine["losses"] == {"x": 2}
+    assert exit_code(fine, strict=False) == 0 and exit_code(fine, strict=True) == 1
