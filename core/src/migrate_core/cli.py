@@ -322,9 +322,8 @@ def root(
 
 
 def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bool) -> None:
-    from .orchestrator import Orchestrator
-
     from . import processes
+    from .orchestrator import Orchestrator
 
     session = Session(_options(**kwargs))
     if session.run.shard and command != "export":

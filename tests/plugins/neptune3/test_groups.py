@@ -14,7 +14,8 @@ from migrate_core.api import RunContext, RunReport, Selection, SourceRun
 from migrate_core.format import plain
 from migrate_core.orchestrator import Orchestrator
 from migrate_core.testing import MemoryStorage, tables_equal
-from migrate_neptune3.grouped import GROUP_FLOAT_POINTS, HELD_GROUPS, GroupReader
+from migrate_neptune3 import grouped
+from migrate_neptune3.grouped import GROUP_FLOAT_POINTS, HELD_GROUPS
 
 from tests.fakes.neptune3.server import FakeNeptune3
 from tests.plugins.neptune3.conftest import PROJECT, T0, declare, make_source
@@ -189,3 +190,19 @@ def test_cancel_while_waiting_for_a_group(fake_neptune3: FakeNeptune3):
     with pytest.raises(Cancelled):
         source._groups.take(run, RunContext(RunReport(), cancel))  # type: ignore[union-attr]
     source.close()
+
+
+def test_wide_runs_are_read_alone(fake_neptune3: FakeNeptune3, tmp_path, monkeypatch):
+    for i in range(3):
+        fake_neptune3.data.run(f"w{i}", configs={f"p/{k}": k for k in range(30)}).metric(
+            "m", steps=[0.0, 1.0], values=[1.0, 2.0])
+    expected = tables(export(make_source(group_runs=1), tmp_path / "alone")[0])
+    monkeypatch.setattr(grouped, "GROUP_VALUES", 50)  # 3 runs x ~50 names: over the group's budget
+    fake_neptune3.reset_log()
+    storage, summary = export(make_source(), tmp_path / "grouped")
+    assert summary.count("export")["ok"] == 3
+    got = tables(storage)
+    assert all(tables_equal(got[k], expected[k]) for k in expected)
+    # the group asked for the union of definitions only; every run then read alone (definitions and values)
+    assert len(fake_neptune3.requests_to(r"attributes/definitions")) == 1 + 3 + 3  # + each run's final check
+    assert len(fake_neptune3.requests_to(r"attributes/query")) == 3
