@@ -76,8 +76,9 @@ def _ours(project: str, out: Path, workers: int, profile: bool,
         pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(16)
         return 1, rows, rows
     source = Neptune3Source(Neptune3Config(projects=[project], group_runs=int(os.environ.get("BENCH_GROUP_RUNS", 16))))
-    orch = Orchestrator(LocalFsStorage(out / "data", out / "files"), source=source, workers=workers,
-                        selection=Selection(shard=shard))
+    # as the CLI: without --workers, the export runs with the source's preference
+    orch = Orchestrator(LocalFsStorage(out / "data", out / "files"), source=source, workers=workers or 4,
+                        export_workers=None if workers else source.workers_hint, selection=Selection(shard=shard))
     summary = orch.export()
     source.close()
     failed = [o.reason for o in summary.outcomes if o.status != "ok"]
@@ -259,7 +260,8 @@ def main() -> int:
     parser.add_argument("--points", type=int, default=10_000_000)
     parser.add_argument("--series", type=int, default=4)
     parser.add_argument("--runs", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="run workers (default: what the CLI uses, the source's preference: 2)")
     parser.add_argument("--page-points", type=int, default=100_000, help="floor phase page size (ours' default)")
     parser.add_argument("--baseline-points", type=int, default=2_000_000,
                         help="cap on the public-API baseline's big run (steps below it); 0 = no cap")
@@ -314,7 +316,7 @@ def main() -> int:
 
     print(f"neptune3 export benchmark: one run with {args.series} float series x {args.points // args.series:,} "
           f"points (decimal steps), and {args.runs} runs (4 params, 250 float points, 20 log lines each); "
-          f"{args.workers} workers, fake in-process (+{args.latency * 1000:.0f} ms per request), python {sys.version.split()[0]}, {os.cpu_count()} cores")
+          f"{args.workers or 'default (2)'} workers, fake in-process (+{args.latency * 1000:.0f} ms per request), python {sys.version.split()[0]}, {os.cpu_count()} cores")
     cols = [("ours", "ours"), ("floor", "floor"), ("public API", "public API")]
     cols = [c for c in cols if (c[0], BIG) in results]
     print(f"{'':30}" + "".join(f"{label:>14}" for _, label in cols) + f"{'ours/floor':>12}")

@@ -210,3 +210,28 @@ def test_unreadable_stored_state_fails_that_run_only(tmp_path):
     outcomes = {o.run_id: o for o in summary.outcomes}
     assert outcomes["RUN-2"].status == "failed" and "disk says no" in outcomes["RUN-2"].reason
     assert outcomes["RUN-1"].status == outcomes["RUN-3"].status == "ok"
+
+
+def test_export_workers_bound_concurrent_exports(tmp_path):
+    class Counting(MemorySource):
+        def __init__(self, runs):
+            super().__init__(runs)
+            self.now = self.peak = 0
+            self.lock = threading.Lock()
+
+        def export_run(self, run, selection, writer, ctx):
+            with self.lock:
+                self.now += 1
+                self.peak = max(self.peak, self.now)
+            __import__("time").sleep(0.02)
+            try:
+                super().export_run(run, selection, writer, ctx)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    for export_workers, peak in ((1, 1), (None, 4)):
+        source = Counting(sample_runs(n=8, points=5))
+        Orchestrator(MemoryStorage(tmp_path / str(export_workers)), source=source, workers=4,
+                     export_workers=export_workers).export()
+        assert source.peak == peak

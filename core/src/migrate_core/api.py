@@ -304,6 +304,11 @@ class Source(abc.ABC):
     #: How many runs the orchestrator announces at once through `prepare`; 1 (the default) never calls it.
     prepare_runs: int = 1
 
+    #: Runs to export at once when the user did not choose `--workers` (None: the orchestrator's default).
+    #: A source that keeps its own requests in flight (e.g. by reading runs in groups) is CPU-bound per run,
+    #: and more threads then only contend for the interpreter.
+    workers_hint: int | None = None
+
     def prepare(self, runs: Sequence[SourceRun], selection: Selection) -> None:  # noqa: B027 - optional hook
         """Optional: `runs` (up to `prepare_runs`, in listing order) are about to be exported.
 

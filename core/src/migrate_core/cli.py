@@ -62,7 +62,11 @@ ProjectOpt = Annotated[
 ]
 RunsOpt = Annotated[str | None, typer.Option("-r", "--runs", help="Regex on run ids.", show_default=False)]
 AttrsOpt = Annotated[str | None, typer.Option("-a", "--attributes", help="Regex on attribute paths.", show_default=False)]
-WorkersOpt = Annotated[int | None, typer.Option("--workers", min=1, help="Runs in parallel (default 4).", show_default=False)]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option("--workers", min=1, help="Runs in parallel (default 4; exports use the source's preference if it "
+                 "has one: neptune3 2).", show_default=False),
+]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows, losses); write nothing.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 if any value could not be carried.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
@@ -350,6 +354,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             source_name=session.run.source if source is not None else "",
             selection=selection,
             workers=session.run.workers,
+            export_workers=_export_workers(session, source),
             force=bool(kwargs.get("force")),
             refresh=bool(kwargs.get("refresh")),
             retry_failed=bool(kwargs.get("retry_failed")),
@@ -383,6 +388,14 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     code = summary.exit_code(session.run.strict)
     if code:
         raise typer.Exit(code)
+
+
+def _export_workers(session: Session, source: Source | None) -> int | None:
+    """The source's preferred number of export workers, unless the user chose --workers (or run.workers)."""
+    hint = getattr(source, "workers_hint", None) if source is not None else None
+    if hint and session.config.origin("run.workers") == "defaults":
+        return int(hint)
+    return None
 
 
 def _export_in_processes(session: Session, kwargs: dict[str, Any]) -> None:

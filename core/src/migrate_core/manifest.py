@@ -281,6 +281,23 @@ def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
         fsync_dir(path.parent)
 
 
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written to the filesystem holding `path` (Linux `syncfs`; elsewhere `os.sync`)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            if libc.syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    except (OSError, AttributeError):
+        pass
+    os.sync()
+
+
 def fsync_dir(path: Path) -> None:
     try:
         fd = os.open(path, os.O_RDONLY)

@@ -120,6 +120,7 @@ class Orchestrator:
         source_name: str = "",
         selection: Selection | None = None,
         workers: int = 4,
+        export_workers: int | None = None,
         force: bool = False,
         refresh: bool = False,
         retry_failed: bool = False,
@@ -133,6 +134,8 @@ class Orchestrator:
         self.source_name = source_name or getattr(source, "name", "")
         self.selection = selection or Selection()
         self.workers = max(1, workers)
+        # runs exported at once; a source may work best with fewer than `workers` (the load side's pool)
+        self.export_workers = max(1, export_workers) if export_workers else self.workers
         self.force = force
         self.refresh = refresh
         self.retry_failed = retry_failed
@@ -359,7 +362,7 @@ class _Job:
         self.orch = orch
         self.summary = summary
         self.load_enabled = load
-        self.export_pool = ThreadPoolExecutor(orch.workers, thread_name_prefix="migrate-export")
+        self.export_pool = ThreadPoolExecutor(orch.export_workers, thread_name_prefix="migrate-export")
         self.load_pool = ThreadPoolExecutor(orch.workers, thread_name_prefix="migrate-load")
         self.futures: dict[Future[Outcome], str] = {}
         self.expected: set[Key] = set()
@@ -386,7 +389,7 @@ class _Job:
         source = self.orch.source
         assert source is not None
         group = max(1, int(getattr(source, "prepare_runs", 1) or 1))
-        limit = max(self.orch.workers * 2, group * 3 if group > 1 else 0)
+        limit = max(self.orch.export_workers * 2, group * 3 if group > 1 else 0)
         batch: list[SourceRun] = []
         self.orch.progress.start(self.summary.command, None)
         try:
@@ -395,7 +398,7 @@ class _Job:
             while True:
                 # loads started by skipped runs (`run` resuming) count too, so they cannot pile up unbounded
                 while not exhausted and self._in_flight("export") + len(batch) < limit \
-                        and self._in_flight("load") < limit * 4:
+                        and self._in_flight("load") < max(limit, self.orch.workers * 2) * 4:
                     run = next(pending, None)
                     if run is None:
                         exhausted = True

@@ -269,3 +269,30 @@ def test_get_run_trusts_a_complete_manifest_only_while_its_parts_are_there(tmp_p
         manifest_path.write_text(json.dumps({**good, "status": "complete", "parts": parts}))
         stored = storage.get_run("ws/proj", "RUN-2")
         assert stored is not None and not stored.complete and stored.problem, parts
+
+
+def test_everything_a_manifest_points_at_is_durable_before_it(tmp_path, monkeypatch):
+    import migrate_local_fs.storage as module
+
+    storage = _storage(tmp_path)
+    calls: list[tuple[str, str]] = []
+    real_fsync_dir, real_write = module.fsync_dir, module.write_json_atomic
+    monkeypatch.setattr(module, "fsync_dir", lambda path: calls.append(("fsync_dir", str(path))) or real_fsync_dir(path))
+    monkeypatch.setattr(module, "write_json_atomic", lambda path, data, durable=True: calls.append(
+        ("manifest", data["status"] + (" durable" if durable else ""))) or real_write(path, data, durable=durable))
+    synced: list[str] = []
+    monkeypatch.setattr(module, "sync_filesystem", lambda path: synced.append(str(path)))
+    writer = storage.begin_run("ws/p", "r", {})
+    stored = writer.write_file("model/ckpt", "w.pt", b"weights")
+    writer.write(make_batch("ws/p", "r", "model/ckpt", "file", 1, file_value=[{"path": stored}]))
+    writer.commit()
+    final = calls.index(("manifest", "complete"))
+    durable_dirs = {path for kind, path in calls[:final] if kind == "fsync_dir"}
+    folder = tmp_path / "files" / S("ws/p") / stored
+    expected = {str(p) for p in [folder.parent, *folder.parent.parents] if tmp_path in p.parents or p == tmp_path}
+    assert {str(tmp_path / "data" / S("ws/p"))} | expected <= durable_dirs
+    assert synced == []
+    storage.close()  # the manifests are flushed once, at the end
+    assert synced == [str(tmp_path / "data")]
+    storage.close()
+    assert len(synced) == 1

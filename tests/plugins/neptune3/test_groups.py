@@ -206,3 +206,14 @@ def test_wide_runs_are_read_alone(fake_neptune3: FakeNeptune3, tmp_path, monkeyp
     # the group asked for the union of definitions only; every run then read alone (definitions and values)
     assert len(fake_neptune3.requests_to(r"attributes/definitions")) == 1 + 3 + 3  # + each run's final check
     assert len(fake_neptune3.requests_to(r"attributes/query")) == 3
+
+
+def test_exports_use_two_workers_unless_the_user_chooses(tmp_path, monkeypatch):
+    from migrate_core import cli
+
+    monkeypatch.chdir(tmp_path)
+    default = cli.Session(cli._options(source="neptune3"))
+    assert cli._export_workers(default, make_source()) == 2
+    assert cli._export_workers(default, make_source(group_runs=1)) is None  # runs read alone wait on requests
+    chosen = cli.Session(cli._options(source="neptune3", workers=4))
+    assert cli._export_workers(chosen, make_source()) is None
