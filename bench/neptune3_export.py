@@ -93,7 +93,8 @@ def _floor(project: str, page_points: int, group_runs: int = 16) -> tuple[int, i
     answers (parsed by the protobuf runtime): runs in groups of `group_runs` in listing order; per group the
     union of their definitions, the values of those names for every run, the first float page of every
     (run, series) pair, the first string series page of every pair and every following page, and the
-    existence check."""
+    existence check; a group of one asks as a run read alone does."""
+    from migrate_neptune3.atoms import PARAMETER_TYPES
     from migrate_neptune3.client import Neptune3Client
     from migrate_neptune3.grouped import GROUP_FLOAT_POINTS, GROUP_SERIES
     from migrate_neptune3.series import float_request, series_answer, series_request
@@ -106,18 +107,26 @@ def _floor(project: str, page_points: int, group_runs: int = 16) -> tuple[int, i
            for entry in client.search_runs(project, None, LIST_ATTRIBUTES, 1000)]
     for g in range(0, len(ids), group_runs):
         group = ids[g:g + group_runs]
-        names = list(dict.fromkeys(n for n, _ in client.attribute_definitions_union(project, group)))
+        definitions = client.attribute_definitions_union(project, group)
         floats, strings = [], []
-        for sys_id, attribute in client.attribute_values_by_run(project, group, names, 5000):
-            if attribute.type == "floatSeries":
-                floats.append((sys_id, attribute.name))
-            elif attribute.type == "stringSeries":
-                strings.append((sys_id, attribute.name))
+        if len(group) == 1:  # as ours: a group of one reads alone, asking values of its parameters only
+            params = [n for n, t in definitions if t in PARAMETER_TYPES]
+            list(client.attribute_values_by_run(project, group, params, 5000))
+            floats = [(group[0], n) for n, t in definitions if t == "floatSeries"]
+            strings = [(group[0], n) for n, t in definitions if t == "stringSeries"]
+        else:
+            names = list(dict.fromkeys(n for n, _ in definitions))
+            for sys_id, attribute in client.attribute_values_by_run(project, group, names, 5000):
+                if attribute.type == "floatSeries":
+                    floats.append((sys_id, attribute.name))
+                elif attribute.type == "stringSeries":
+                    strings.append((sys_id, attribute.name))
         for c in range(0, len(floats), GROUP_SERIES):
             chunk = floats[c:c + GROUP_SERIES]
             pending = {str(i): float_request(str(i), project, sys_id, name, False)
                        for i, (sys_id, name) in enumerate(chunk)}
-            limit = max(1, min(page_points, GROUP_FLOAT_POINTS * len(pending)) // len(pending))
+            first = page_points if len(group) == 1 else min(page_points, GROUP_FLOAT_POINTS * len(pending))
+            limit = max(1, first // len(pending))
             while pending:  # the group's first page; ours asks for the following pages per run, alike in cost
                 raw = client.float_series_raw({"requests": list(pending.values()), "order": "ascending",
                                                "stepRange": {"from": None, "to": None},
@@ -136,7 +145,8 @@ def _floor(project: str, page_points: int, group_runs: int = 16) -> tuple[int, i
                        for i, (sys_id, name) in enumerate(chunk)}
             while pending:
                 _pages, pending = series_answer(client, pending)
-        list(client.attribute_values_by_run(project, group, ["sys/id"], len(group)))
+        if len(group) > 1:
+            list(client.attribute_values_by_run(project, group, ["sys/id"], len(group)))
         runs += len(group)
     return runs, points, points
 

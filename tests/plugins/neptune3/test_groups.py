@@ -178,11 +178,13 @@ def test_held_groups_are_bounded_and_dropped_runs_read_alone(fake_neptune3: Fake
 
 
 def test_cancel_while_waiting_for_a_group(fake_neptune3: FakeNeptune3):
-    fake_neptune3.data.run("r0", configs={"i": 0})
+    for i in range(2):
+        fake_neptune3.data.run(f"r{i}", configs={"i": i})
     fake_neptune3.faults.add(r"attributes/definitions", "slow", delay=2.0, times=1)
     source = make_source()
-    run: SourceRun = next(iter(source.list_runs(Selection())))
-    source.prepare([run], Selection())
+    runs = list(source.list_runs(Selection()))
+    run: SourceRun = runs[0]
+    source.prepare(runs, Selection())
     cancel = threading.Event()
     threading.Timer(0.2, cancel.set).start()
     from migrate_core.errors import Cancelled
@@ -217,3 +219,12 @@ def test_exports_use_two_workers_unless_the_user_chooses(tmp_path, monkeypatch):
     assert cli._export_workers(default, make_source(group_runs=1)) is None  # runs read alone wait on requests
     chosen = cli.Session(cli._options(source="neptune3", workers=4))
     assert cli._export_workers(chosen, make_source()) is None
+
+
+def test_a_group_of_one_is_read_alone(fake_neptune3: FakeNeptune3):
+    fake_neptune3.data.run("only", configs={"i": 0})
+    source = make_source()
+    runs = list(source.list_runs(Selection()))
+    source.prepare(runs, Selection())
+    assert source._groups is not None and not source._groups._by_run
+    source.close()

@@ -124,6 +124,8 @@ class GroupReader:
                 return
             for project, members in by_project.items():
                 for i in range(0, len(members), size):
+                    if len(members[i:i + size]) < 2:
+                        continue  # a group of one saves no request: the run reads alone, starting its series sooner
                     group = _Group(project, members[i:i + size], selection)
                     self._groups[self._next] = group
                     self._next += 1
