@@ -30,6 +30,15 @@ def make_source(**overrides: Any) -> Neptune3Source:
     return Neptune3Source(Neptune3Config(**{"projects": [PROJECT], **FAST, **overrides}))
 
 
+def forget_run(fake: FakeNeptune3, custom_id: str) -> None:
+    """Delete a run from the fake's store, as if someone removed it on the server."""
+    with fake.store.lock:
+        project = fake.store.project(PROJECT)
+        run = project.by_custom_id.pop(custom_id)
+        project.by_sys_id.pop(run.sys_id, None)
+        project.runs.remove(run)
+
+
 def declare(fake: FakeNeptune3) -> dict[str, Any]:
     """Runs covering every attribute type: a full run, a run without custom id, a fork and an archived run."""
     steps = np.array([0.0, 0.5, 2.0, 3.25, 1e6, 1e6 + 0.000001], dtype=np.float64)

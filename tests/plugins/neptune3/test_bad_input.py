@@ -17,7 +17,7 @@ from migrate_neptune3.series import PREFETCH_PAGES
 
 from tests.fakes.neptune2 import FakeNeptune2Server
 from tests.fakes.neptune3.server import FakeNeptune3
-from tests.plugins.neptune3.conftest import FAST_SET, PROJECT, T0, make_source
+from tests.plugins.neptune3.conftest import FAST_SET, PROJECT, T0, forget_run, make_source
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -101,15 +101,6 @@ def test_access_denied_project(migrate, fake_neptune3: FakeNeptune3):
 # ------------------------------------------------------------------------------------------- runs
 
 
-def _forget(fake: FakeNeptune3, custom_id: str) -> None:
-    """Delete a run from the fake's store, as if someone removed it on the server."""
-    with fake.store.lock:
-        project = fake.store.project(PROJECT)
-        run = project.by_custom_id.pop(custom_id)
-        project.by_sys_id.pop(run.sys_id, None)
-        project.runs.remove(run)
-
-
 def test_run_deleted_during_export_fails_and_is_not_complete(fake_neptune3: FakeNeptune3, tmp_path):
     from migrate_neptune3.errors import RunGone
 
@@ -124,7 +115,7 @@ def test_run_deleted_during_export_fails_and_is_not_complete(fake_neptune3: Fake
     def deleting(params: dict[str, Any]) -> Any:
         calls.append(params)
         if len(calls) == 2:
-            _forget(fake_neptune3, "doomed")  # the server now answers empty series for it
+            forget_run(fake_neptune3, "doomed")  # the server now answers empty series for it
         return original(params)
 
     client.float_series_page = deleting  # type: ignore[method-assign]
@@ -337,6 +328,6 @@ def test_runs_deleted_while_listing_do_not_hide_others(fake_neptune3: FakeNeptun
     for run in source.list_runs(Selection()):
         listed.append(run.run_id)
         if run.run_id == "r05":  # page 1 is read; delete two runs it held before page 2 is asked for
-            _forget(fake_neptune3, "r01")
-            _forget(fake_neptune3, "r02")
+            forget_run(fake_neptune3, "r01")
+            forget_run(fake_neptune3, "r02")
     assert listed == [f"r{i:02d}" for i in range(40)]  # each exactly once, none skipped

@@ -18,7 +18,7 @@ from migrate_neptune3 import grouped
 from migrate_neptune3.grouped import GROUP_FLOAT_POINTS, HELD_GROUPS
 
 from tests.fakes.neptune3.server import FakeNeptune3
-from tests.plugins.neptune3.conftest import PROJECT, T0, declare, make_source
+from tests.plugins.neptune3.conftest import PROJECT, T0, declare, forget_run, make_source
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,14 +126,6 @@ def test_a_failing_group_request_falls_back_to_each_run(small_pages: FakeNeptune
     assert all(tables_equal(got[k], expected[k]) for k in expected)
 
 
-def _forget(fake: FakeNeptune3, custom_id: str) -> None:
-    with fake.store.lock:
-        project = fake.store.project(PROJECT)
-        run = project.by_custom_id.pop(custom_id)
-        project.by_sys_id.pop(run.sys_id, None)
-        project.runs.remove(run)
-
-
 @pytest.mark.parametrize("when", ["attribute_values_by_run", "float_series_page"])
 def test_a_run_deleted_while_its_group_is_read_fails_and_is_not_complete(fake_neptune3: FakeNeptune3, tmp_path,
                                                                         when: str):
@@ -146,7 +138,7 @@ def test_a_run_deleted_while_its_group_is_read_fails_and_is_not_complete(fake_ne
 
     def deleting(*args: Any) -> Any:
         # the group read the union of definitions (values) or the values too (float series) before this
-        _forget(fake_neptune3, "doomed")
+        forget_run(fake_neptune3, "doomed")
         setattr(client, when, original)
         return original(*args)
 

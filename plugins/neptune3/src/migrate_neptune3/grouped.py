@@ -252,9 +252,9 @@ class GroupReader:
                 elif wire in SERIES_WIRES:
                     others.append((key, sys_id, name))
         if floats and not group.dropped:
-            self._floats(client, project, floats, results)
+            self._first_pages(client, project, floats, results, floats=True)
         if others and not group.dropped:
-            self._series(client, project, others, results)
+            self._first_pages(client, project, others, results, floats=False)
         # the last group request proves each run still existed after all of the group's reads (a run deleted
         # meanwhile answers empty series, not errors)
         present = {sys_id for sys_id, _ in client.attribute_values_by_run(project, sys_ids, ["sys/id"], len(sys_ids))}
@@ -262,43 +262,37 @@ class GroupReader:
             results[key].gone = sys_id not in present
         return results
 
-    def _floats(self, client: Neptune3Client, project: str, pairs: list[tuple[Key, str, str]],
-                results: dict[Key, Prefetched]) -> None:
+    def _first_pages(self, client: Neptune3Client, project: str, pairs: list[tuple[Key, str, str]],
+                     results: dict[Key, Prefetched], floats: bool) -> None:
+        """The first page of each (run, series) pair, `GROUP_SERIES` pairs per request, and where each longer
+        series goes on; float series through series/float, the others through series."""
         lineage = self.config.materialise_lineage
         covered: dict[Key, set[str]] = {key: set() for key in results}
         for start in range(0, min(len(pairs), GROUP_SERIES * GROUP_REQUESTS), GROUP_SERIES):
             chunk = pairs[start:start + GROUP_SERIES]
-            requests = {str(i): float_request(str(i), project, sys_id, name, lineage)
-                        for i, (_, sys_id, name) in enumerate(chunk)}
-            points = min(self.config.page_points, GROUP_FLOAT_POINTS * len(chunk))
-            pages, following = float_answer(client, requests, points)
-            for page in pages:
-                key, _, name = chunk[int(page.request_id)]
-                results[key].floats.setdefault(name, []).append(page)
+            make = float_request if floats else series_request
+            requests = {str(i): make(str(i), project, sys_id, name, lineage) for i, (_, sys_id, name) in enumerate(chunk)}
+            found: list[tuple[str, Any]]
+            if floats:
+                points = min(self.config.page_points, GROUP_FLOAT_POINTS * len(chunk))
+                pages, following = float_answer(client, requests, points)
+                found = [(page.request_id, page) for page in pages]
+            else:
+                answer, following = series_answer(client, requests)
+                found = [(request_id, values) for request_id, _attribute, values in answer]
+            for request_id, page in found:
+                key, _, name = chunk[int(request_id)]
+                (results[key].floats if floats else results[key].series).setdefault(name, []).append(page)
             for request_id, request in following.items():
                 key, _, name = chunk[int(request_id)]
-                results[key].float_after[name] = float(request["afterStep"])
+                if floats:
+                    results[key].float_after[name] = float(request["afterStep"])
+                else:
+                    results[key].series_after[name] = str(request["searchAfter"]["token"])
             for key, _, name in chunk:
                 covered[key].add(name)
         for key, part in results.items():
-            part.float_names = frozenset(covered[key])
-
-    def _series(self, client: Neptune3Client, project: str, pairs: list[tuple[Key, str, str]],
-                results: dict[Key, Prefetched]) -> None:
-        lineage = self.config.materialise_lineage
-        covered: dict[Key, set[str]] = {key: set() for key in results}
-        for start in range(0, min(len(pairs), GROUP_SERIES * GROUP_REQUESTS), GROUP_SERIES):
-            chunk = pairs[start:start + GROUP_SERIES]
-            requests = {str(i): series_request(str(i), project, sys_id, name, lineage)
-                        for i, (_, sys_id, name) in enumerate(chunk)}
-            pages, following = series_answer(client, requests)
-            for request_id, _attribute, values in pages:
-                key, _, name = chunk[int(request_id)]
-                results[key].series.setdefault(name, []).append(values)
-            for request_id, request in following.items():
-                key, _, name = chunk[int(request_id)]
-                results[key].series_after[name] = str(request["searchAfter"]["token"])
-            for key, _, name in chunk:
-                covered[key].add(name)
-        for key, part in results.items():
-            part.series_names = frozenset(covered[key])
+            if floats:
+                part.float_names = frozenset(covered[key])
+            else:
+                part.series_names = frozenset(covered[key])
