@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from migrate_core.api import RunContext, RunReport, Selection, SourceRun
-from migrate_core.format import plain
+from migrate_core.format import SCHEMA, plain
 from migrate_core.orchestrator import Orchestrator
 from migrate_core.testing import MemoryStorage, tables_equal
 from migrate_neptune3 import grouped
@@ -54,7 +54,8 @@ def tables(storage: MemoryStorage) -> dict[str, pa.Table]:
     for run in storage.list_runs():
         if not run.complete:
             continue
-        table = plain(pa.Table.from_batches(list(storage.read(run))))
+        batches = list(storage.read(run))
+        table = plain(pa.Table.from_batches(batches)) if batches else SCHEMA.empty_table()
         keys = [("attribute_path", "ascending"), ("step", "ascending")]
         out[run.run_id] = table.take(pc.sort_indices(table, sort_keys=keys))
     return out
@@ -220,3 +221,23 @@ def test_a_group_of_one_is_read_alone(fake_neptune3: FakeNeptune3):
     source.prepare(runs, Selection())
     assert source._groups is not None and not source._groups._by_run
     source.close()
+
+
+def test_unselected_attributes_are_never_asked_for_in_a_group(small_pages: FakeNeptune3, tmp_path):
+    import re
+
+    fake = small_pages
+    populate(fake)
+    for classes, pattern in ((["metrics"], None), (None, r"^(train|m)/")):
+        overrides = {"classes": classes} if classes else {}
+        selection = Selection(attributes=re.compile(pattern)) if pattern else Selection()
+        fake.reset_log()
+        storage = MemoryStorage(tmp_path / str(classes))
+        summary = Orchestrator(storage, source=make_source(**overrides), selection=selection).export()
+        assert summary.count("export")["ok"] == 13
+        asked = {name for r in fake.requests_to(r"attributes/query$") for name in r.body["attributeNamesFilter"]}
+        assert asked and not any(name.startswith(("params/", "logs/", "hist/")) for name in asked - {"sys/id"})
+        alone = MemoryStorage(tmp_path / f"alone-{classes}")
+        Orchestrator(alone, source=make_source(group_runs=1, **overrides), selection=selection).export()
+        got, expected = tables(storage), tables(alone)
+        assert got.keys() == expected.keys() and all(tables_equal(got[k], expected[k]) for k in expected)

@@ -216,7 +216,14 @@ class GroupReader:
         sys_ids = [sys_id for _, sys_id in group.runs]
         key_of = {sys_id: key for key, sys_id in group.runs}
         union = client.attribute_definitions_union(project, sys_ids)
-        names = list(dict.fromkeys(name for name, _ in union))
+        types: dict[str, set[str]] = {}
+        for name, wire in union:
+            types.setdefault(name, set()).add(wire)
+        classes = set(config.classes)
+        # what a run reads alone would look at: selected names of a chosen class, or of a type we cannot carry
+        # (counted as lost); `--attributes` and `--classes` keep the rest from ever being asked for
+        names = [name for name, wires in types.items() if group.selection.wants_attribute(name)
+                 and any(CLASS_OF.get(w) is None or CLASS_OF.get(w) in classes for w in wires)]
         chunks = list(name_chunks(names, config.max_attribute_values))
         if not names or len(chunks) > GROUP_REQUESTS or len(names) * len(sys_ids) > GROUP_VALUES:
             return {}  # wide runs gain nothing from a group: each reads everything itself
@@ -233,7 +240,6 @@ class GroupReader:
             # not serve its type here, so the runs' own definitions must say what they hold
             log.debug("group_values_incomplete", project=project, missing=sorted(set(names) - answered)[:5])
             return {}
-        classes = set(config.classes)
         results: dict[Key, Prefetched] = {}
         floats: list[tuple[Key, str, str]] = []
         others: list[tuple[Key, str, str]] = []

@@ -203,6 +203,8 @@ class Neptune3Source(Source):
         classes = set(self.config.classes)
         params, files, floats, others = [], [], [], []
         for name, wire in definitions:
+            if not selection.wants_attribute(name):
+                continue  # not asked for: not lost either
             cls = CLASS_OF.get(wire)
             if cls is None:
                 if wire == "experimentState":  # sys/state: its value has no field in the 3.x query answers
@@ -210,7 +212,7 @@ class Neptune3Source(Source):
                 else:
                     ctx.report.lost(f"attributes of type {wire!r} (unknown to the 3.x source)")
                 continue
-            if cls not in classes or not selection.wants_attribute(name):
+            if cls not in classes:
                 continue
             if wire in PARAMETER_TYPES:
                 params.append(name)
