@@ -195,9 +195,9 @@ def _phase(name: str, project: str, env: dict[str, str], out: Path, workers: int
     os.environ.update(env)
     import logging
 
-    import httpcore  # noqa: F401 - imported by the first request otherwise (its HTTP/2 modules are large)
-
     # imported before the clock starts, for every phase: the phases measure exporting, not interpreter start
+    # (httpcore: the first request would import it, and its HTTP/2 modules are large)
+    import httpcore  # noqa: F401
     import migrate_core.orchestrator  # noqa: F401
     import migrate_local_fs.storage  # noqa: F401
     import migrate_neptune3.source  # noqa: F401
