@@ -152,6 +152,26 @@ class SourceContract:
         only = Selection(runs=re.compile("^" + re.escape(first.run_id) + "$"))
         assert [r.run_id for r in source.list_runs(only)] == [first.run_id]
 
+    def test_prepared_runs_export_the_same_rows(self, source: Source, tmp_path: Any) -> None:
+        """`prepare` (announcing runs in groups, as the orchestrator does) never changes what is exported."""
+        alone = self._export(source, Selection(), tmp_path / "alone")
+        prepared = MemoryStorage(tmp_path / "prepared")
+        runs = list(source.list_runs(Selection()))
+        size = max(1, int(getattr(source, "prepare_runs", 1) or 1))
+        for i in range(0, len(runs), size):
+            group = runs[i:i + size]
+            if size > 1:
+                source.prepare(group, Selection())
+            for run in group:
+                writer = prepared.begin_run(run.project_id, run.run_id, {"plugin": source.name})
+                report = RunReport()
+                source.export_run(run, Selection(), writer, RunContext(report, threading.Event()))
+                writer.commit(report=report)
+        for run in alone.list_runs():
+            left = _read_all(alone, run).drop_columns(["file_value"])
+            right = _read_all(prepared, prepared.get_run(*run.key)).drop_columns(["file_value"])
+            assert tables_equal(left, right), run.key
+
 
 class SinkContract:
     """Provide a `sink` fixture and `sink_state(sink, project_id, run_id)` returning a comparable snapshot
