@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -258,16 +257,18 @@ def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
     """tmp + fsync + rename, so a reader sees the old file or the new one, never half of one.
 
     `durable=False` skips both fsyncs: after a power loss the file may be the old one, or new but empty. Only
-    for files whose every such state is safe (the "writing" manifest: each of them reads as incomplete or as
-    the previous complete export)."""
+    for files whose every such state is safe: a run manifest, written after everything it points at is
+    durable, reads as complete, as "writing" or as corrupt, and the last two mean "export it again"."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # default=str: source info may carry datetimes or other plain objects; they become text. No indent: only
+    # then does json use its C encoder (5x faster, and a manifest is written twice per run); `jq . <file>`
+    # shows one readably.
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
+    # One fixed temporary name per file (one writer per file at a time): a process killed mid-write leaves it
+    # behind, and the next write of the same file truncates and renames it away instead of adding another.
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        # default=str: source info may carry datetimes or other plain objects; they become text. No indent:
-        # only then does json use its C encoder (5x faster, and a manifest is written twice per run);
-        # `jq . <file>` shows one readably.
-        text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=str, separators=(",", ":"))
-        with os.fdopen(fd, "wb") as handle:
+        with open(tmp, "wb") as handle:
             handle.write(text.encode("utf-8"))
             handle.write(b"\n")
             handle.flush()
@@ -275,7 +276,7 @@ def write_json_atomic(path: Path, data: Any, durable: bool = True) -> None:
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     if durable:
         fsync_dir(path.parent)

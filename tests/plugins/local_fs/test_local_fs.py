@@ -296,3 +296,15 @@ def test_everything_a_manifest_points_at_is_durable_before_it(tmp_path, monkeypa
     assert synced == [str(tmp_path / "data")]
     storage.close()
     assert len(synced) == 1
+
+
+def test_a_manifest_write_killed_midway_leaves_nothing_after_the_next_export(tmp_path):
+    storage = _storage(tmp_path)
+    run = sample_runs(n=1)[0]
+    folder = tmp_path / "data" / S("ws/proj")
+    folder.mkdir(parents=True)
+    stray = folder / f".{S('RUN-1')}.manifest.json.tmp"  # what a kill -9 inside the manifest write leaves
+    stray.write_text('{"format": "migrate.run-manif')
+    export_into(storage, MemorySource([run]))
+    assert not stray.exists() and storage.get_run("ws/proj", "RUN-1").complete
+    assert not [p for p in folder.iterdir() if p.name.endswith(".tmp")]
