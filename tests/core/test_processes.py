@@ -95,3 +95,13 @@ def test_a_process_that_dies_without_a_summary_fails_the_command():
     fine = merge([good, good], [0, 0], [[], []], 2.0)
     assert fine["stages"]["export"]["ok"] == 4 and fine["losses"] == {"x": 2}
     assert exit_code(fine, strict=False) == 0 and exit_code(fine, strict=True) == 1
+
+
+@pytest.mark.slow
+def test_an_error_every_process_meets_is_said_once_with_exit_code_2(migrate, monkeypatch):
+    monkeypatch.delenv("NEPTUNE_API_TOKEN", raising=False)
+    result = migrate("export", "--source", "neptune3", "-p", "ws/proj", "--processes", "2")
+    assert result.code == 2, result.out + result.err
+    errors = [line for line in result.err.splitlines() if line.startswith("migrate: error:")]
+    assert len(errors) == 1 and "no Neptune API token" in errors[0], result.err
+    assert result.out == ""

@@ -408,8 +408,10 @@ def _export_in_processes(session: Session, kwargs: dict[str, Any]) -> None:
     session.registry.pm.hook.migrate_before_run(command="export", selection=selection, components=components)
     data = processes.export_in_processes(_child_args(kwargs), count, _LOG_LEVEL, _progress(json_out))
     session.registry.pm.hook.migrate_after_run(command="export", summary=data)
-    _emit_json(data) if json_out else _render_summary(data)
     code = processes.exit_code(data, session.run.strict)
+    if code == 2:
+        raise typer.Exit(2)  # every process stopped on the error it printed (once, above): nothing moved
+    _emit_json(data) if json_out else _render_summary(data)
     if code:
         raise typer.Exit(code)
 

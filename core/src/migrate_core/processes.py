@@ -32,6 +32,7 @@ from .progress import Progress
 log = structlog.get_logger("migrate")
 
 CHILD_ENV = "MIGRATE_PROCESS_CHILD"  # set in the children: they skip the command-level hooks
+ERROR_PREFIX = "migrate: error:"  # how the CLI reports an error that stops a command (exit code 2 or more)
 RUN_EVENTS = {"run_done": True, "run_skipped": True, "run_failed": False, "run_cancelled": False}
 
 
@@ -69,6 +70,9 @@ def export_in_processes(child_args: list[str], processes: int, log_level: str, p
         raise
     finally:
         progress.stop()
+    # the same error in every child (a bad token, an unknown project) is said once
+    for message in dict.fromkeys(line for tail in tails for line in tail if line.startswith(ERROR_PREFIX)):
+        sys.stderr.write(message + "\n")
     return merge(outputs, [c.returncode for c in children], tails, time.monotonic() - started)
 
 
@@ -115,7 +119,8 @@ def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[st
             record = None
         if not isinstance(record, dict) or "event" not in record:
             with lock:
-                sys.stderr.write(line)
+                if not text.startswith(ERROR_PREFIX):  # a child's own error: said once, at the end
+                    sys.stderr.write(line)
                 tail.append(text)
                 del tail[:-20]
             continue
@@ -168,7 +173,10 @@ def merge(outputs: list[str], codes: list[int | None], tails: list[list[str]], s
 
 
 def exit_code(merged: dict[str, Any], strict: bool) -> int:
-    if any("error" in p for p in merged["processes"]):
+    failed = [p for p in merged["processes"] if "error" in p]
+    if failed and len(failed) == len(merged["processes"]) and all(p["exit_code"] == 2 for p in failed):
+        return 2  # every process stopped on the same kind of error before moving anything: a usage error
+    if failed:
         return 1
     if merged["interrupted"]:
         return 130
