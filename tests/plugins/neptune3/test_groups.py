@@ -241,3 +241,23 @@ def test_unselected_attributes_are_never_asked_for_in_a_group(small_pages: FakeN
         Orchestrator(alone, source=make_source(group_runs=1, **overrides), selection=selection).export()
         got, expected = tables(storage), tables(alone)
         assert got.keys() == expected.keys() and all(tables_equal(got[k], expected[k]) for k in expected)
+
+
+@pytest.mark.slow
+def test_export_in_processes_writes_what_one_process_writes(migrate, small_pages: FakeNeptune3, tmp_path):
+    from migrate_local_fs.storage import LocalFsStorage
+
+    from tests.plugins.neptune3.conftest import FAST_SET
+
+    populate(small_pages)
+    stores = {}
+    for name, extra in (("one", []), ("two", ["--processes", "2"])):
+        root = tmp_path / name
+        result = migrate("export", "--source", "neptune3", "-p", PROJECT, *FAST_SET, *extra, "--data-path",
+                         str(root / "data"), "--files-path", str(root / "files"), "--json")
+        assert result.code == 0, result.err[-2000:]
+        assert result.json()["stages"]["export"]["ok"] == 13
+        stores[name] = tables(LocalFsStorage(root / "data", root / "files"))
+    assert stores["one"].keys() == stores["two"].keys()
+    for run_id, table in stores["one"].items():  # file paths are per storage: the same relative names
+        assert tables_equal(table, stores["two"][run_id]), run_id
