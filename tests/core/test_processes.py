@@ -105,3 +105,20 @@ def test_an_error_every_process_meets_is_said_once_with_exit_code_2(migrate, mon
     errors = [line for line in result.err.splitlines() if line.startswith("migrate: error:")]
     assert len(errors) == 1 and "no Neptune API token" in errors[0], result.err
     assert result.out == ""
+
+
+@pytest.mark.slow
+def test_progress_counts_every_run_at_any_log_level(migrate, monkeypatch):
+    from migrate_core.progress import Progress
+
+    class Counting(Progress):
+        done = 0
+
+        def run_done(self, ok: bool) -> None:
+            Counting.done += 1
+
+    monkeypatch.setattr("migrate_core.cli._progress", lambda json_out: Counting())
+    result = migrate("--log-level", "warning", "export", "--source", "demo", *SMALL, "--processes", "2")
+    assert result.code == 0, result.err
+    assert Counting.done == 12  # the children still send their run events; nothing of info level is shown
+    assert "run_done" not in result.err

@@ -49,8 +49,11 @@ def export_in_processes(child_args: list[str], processes: int, log_level: str, p
     lock = threading.Lock()
     tails: list[list[str]] = [[] for _ in range(processes)]
     try:
+        # children log at info at least: their run_* events drive the progress here, and our own logging
+        # filters what they send by the level the user chose
+        child_level = "debug" if log_level == "debug" else "info"
         for i in range(processes):
-            argv = [sys.executable, "-m", "migrate_core", "--log-level", log_level, "--log-format", "json",
+            argv = [sys.executable, "-m", "migrate_core", "--log-level", child_level, "--log-format", "json",
                     "export", *child_args, "--shard", f"{i}/{processes}", "--json"]
             children.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                              env=env, bufsize=1))
