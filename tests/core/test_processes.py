@@ -122,3 +122,38 @@ def test_progress_counts_every_run_at_any_log_level(migrate, monkeypatch):
     assert result.code == 0, result.err
     assert Counting.done == 12  # the children still send their run events; nothing of info level is shown
     assert "run_done" not in result.err
+
+
+def test_a_childs_log_lines_drive_the_progress_and_are_relayed(capsys):
+    import io
+    import threading
+
+    from migrate_core.processes import _relay
+    from migrate_core.progress import Progress
+
+    class Recording(Progress):
+        def __init__(self):
+            self.done, self.rows_seen, self.events = [], 0, []
+
+        def run_done(self, ok):
+            self.done.append(ok)
+
+        def rows(self, count):
+            self.rows_seen += count
+
+        def event(self, name, count=1):
+            self.events.append((name, count))
+
+    lines = [
+        '{"stage": "export", "run": "a", "rows": 7, "event": "run_done", "level": "info"}',
+        '{"stage": "export", "run": "b", "rows": 0, "reason": "x", "event": "run_failed", "level": "warning"}',
+        '{"name": "retries", "count": 2, "event": "progress_event", "level": "info"}',
+        "a library's own warning line",
+        "migrate: error: said once, by the parent",
+    ]
+    progress, tail = Recording(), []
+    _relay(io.StringIO("\n".join(lines) + "\n"), 1, progress, tail, threading.Lock())
+    assert progress.done == [True, False] and progress.rows_seen == 7 and progress.events == [("retries", 2)]
+    err = capsys.readouterr().err
+    assert "a library's own warning line" in err and "said once" not in err
+    assert tail[-1] == "migrate: error: said once, by the parent"

@@ -284,8 +284,11 @@ def _emit_json(data: Any) -> None:
 
 
 def _progress(json_out: bool):
+    from .processes import ChildProgress, is_child
     from .progress import LineProgress, Progress, RichProgress
 
+    if is_child():
+        return ChildProgress()  # the parent of `export --processes` shows one progress for all
     if json_out:
         return Progress()
     return RichProgress() if sys.stderr.isatty() else LineProgress()

@@ -40,6 +40,13 @@ def is_child() -> bool:
     return os.environ.get(CHILD_ENV) == "1"
 
 
+class ChildProgress(Progress):
+    """A child's progress: its live counters (e.g. retries) go to the parent as log records."""
+
+    def event(self, name: str, count: int = 1) -> None:
+        log.info("progress_event", name=name, count=count)
+
+
 def export_in_processes(child_args: list[str], processes: int, log_level: str, progress: Progress) -> dict[str, Any]:
     """Run `export` in `processes` children (shard i/N each) and return the merged JSON summary."""
     started = time.monotonic()
@@ -136,6 +143,9 @@ def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[st
             rows = record.get("rows")
             if event == "run_done" and isinstance(rows, int):
                 progress.rows(rows)
+        elif event == "progress_event":
+            progress.event(str(record.get("name", "")), int(record.get("count") or 1))
+            continue
         elif event == "progress":
             continue  # each child's periodic line: ours covers them all
         emit: Callable[..., Any] = getattr(log, level if level in ("debug", "info", "warning", "error") else "info")
