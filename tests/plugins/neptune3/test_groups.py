@@ -167,7 +167,7 @@ def test_held_groups_are_bounded_and_dropped_runs_read_alone(fake_neptune3: Fake
     part = reader.take(runs[-1], ctx)
     assert part is not None and part.values["i"].int_properties.value == len(runs) - 1
     source.close()
-    assert reader._groups == {} and reader._by_run == {}
+    assert not reader._groups and not reader._by_run
 
 
 def test_cancel_while_waiting_for_a_group(fake_neptune3: FakeNeptune3):

@@ -82,9 +82,10 @@ def set_retry_budget(seconds: float | None) -> float:
 
 
 class RunRetries:
-    """Retries made for one run: counted for its report note and shown live through `ctx.event("retries")`."""
+    """Retries made for one run: counted for its report note and shown live through `ctx.event("retries")`
+    (without a ctx, as for a group of runs, only counted)."""
 
-    def __init__(self, ctx: Any) -> None:
+    def __init__(self, ctx: Any = None) -> None:
         self.ctx = ctx
         self.count = 0
         self.requests = 0  # requests made for this run so far (only ever compared with an earlier count)
@@ -93,7 +94,8 @@ class RunRetries:
     def hit(self) -> None:
         with self._lock:
             self.count += 1
-        self.ctx.event("retries")
+        if self.ctx is not None:
+            self.ctx.event("retries")
 
 
 # The run whose request is being retried. neptune-query retries in the thread that made the request, so the

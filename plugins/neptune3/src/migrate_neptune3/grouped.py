@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,7 +38,7 @@ import structlog
 from migrate_core.api import RunContext, Selection, SourceRun
 
 from .atoms import CLASS_OF, PARAMETER_TYPES, name_chunks
-from .client import CURRENT_RUN, Neptune3Client
+from .client import CURRENT_RUN, Neptune3Client, RunRetries
 from .config import Neptune3Config
 from .series import FloatPage, float_answer, float_request, series_answer, series_request
 
@@ -62,8 +61,7 @@ class Prefetched:
 
     definitions: list[tuple[str, str]] | None = None  # (name, wire type) of the run's attributes; None: ask
     gone: bool = False  # the run no longer existed after the group's reads
-    value_names: frozenset[str] = frozenset()
-    values: dict[str, Any] = field(default_factory=dict)  # name -> ProtoAttributeDTO (absent: no such value)
+    values: dict[str, Any] = field(default_factory=dict)  # name -> ProtoAttributeDTO of its parameters and files
     float_names: frozenset[str] = frozenset()
     floats: dict[str, list[FloatPage]] = field(default_factory=dict)
     float_after: dict[str, float] = field(default_factory=dict)  # last step read, for series with more pages
@@ -72,17 +70,6 @@ class Prefetched:
     series_after: dict[str, str] = field(default_factory=dict)  # searchAfter token, for series with more pages
     retries: int = 0  # requests neptune-query retried while the group was read
     count_retries: bool = False  # the one run of its group that counts them in the live progress
-
-
-class _GroupRetries:
-    """Stands in for a run's retry counter (client.CURRENT_RUN) while a group is read."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.requests = 0
-
-    def hit(self) -> None:
-        self.count += 1
 
 
 class _Group:
@@ -96,18 +83,17 @@ class _Group:
 
 
 class GroupReader:
-    """Reads prepared runs in groups in one background thread; `take` hands a run its part."""
+    """Reads prepared runs in groups in `GROUP_THREADS` background threads; `take` hands a run its part."""
 
     def __init__(self, client: Callable[[], Neptune3Client], config: Neptune3Config) -> None:
         self._client = client
         self.config = config
         self._lock = threading.Lock()
-        self._groups: OrderedDict[int, _Group] = OrderedDict()
+        self._groups: list[_Group] = []  # held, oldest first
         self._by_run: dict[Key, _Group] = {}
         self._queue: queue.Queue[_Group | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._closed = False
-        self._next = 0
         self.disabled: str | None = None  # why grouping was switched off (a group request failed)
 
     # ------------------------------------------------------------------ the orchestrator's side
@@ -124,17 +110,16 @@ class GroupReader:
                 return
             for project, members in by_project.items():
                 for i in range(0, len(members), size):
-                    if len(members[i:i + size]) < 2:
+                    chunk = members[i:i + size]
+                    if len(chunk) < 2:
                         continue  # a group of one saves no request: the run reads alone, starting its series sooner
-                    group = _Group(project, members[i:i + size], selection)
-                    self._groups[self._next] = group
-                    self._next += 1
+                    group = _Group(project, chunk, selection)
+                    self._groups.append(group)
                     for key, _ in group.runs:
                         self._by_run[key] = group
                     self._queue.put(group)
             while len(self._groups) > HELD_GROUPS:
-                _, old = self._groups.popitem(last=False)
-                self._drop(old)
+                self._drop(self._groups.pop(0))
             if not self._threads:
                 for _ in range(GROUP_THREADS):
                     thread = threading.Thread(target=self._work, name="neptune3-groups", daemon=True)
@@ -159,14 +144,14 @@ class GroupReader:
             ctx.check_cancelled()
         with self._lock:
             part = group.results.pop(run.key, None)
-            if not any(key in self._by_run for key, _ in group.runs):
-                self._groups = OrderedDict((i, g) for i, g in self._groups.items() if g is not group)
+            if group in self._groups and not any(key in self._by_run for key, _ in group.runs):
+                self._groups.remove(group)
         return part
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            for group in self._groups.values():
+            for group in self._groups:
                 self._drop(group)
             self._groups.clear()
             self._by_run.clear()
@@ -183,7 +168,7 @@ class GroupReader:
             if group.dropped or self.disabled:
                 group.done.set()
                 continue
-            retries = _GroupRetries()
+            retries = RunRetries()
             scope = CURRENT_RUN.set(retries)
             try:
                 results = self._read(group)
@@ -246,7 +231,7 @@ class GroupReader:
         for key, sys_id in group.runs:
             attributes = found[key]
             definitions = sorted((name, str(attr.type)) for name, attr in attributes.items())
-            results[key] = Prefetched(definitions=definitions, value_names=frozenset(names),
+            results[key] = Prefetched(definitions=definitions,
                                       values={n: a for n, a in attributes.items()
                                               if a.type in PARAMETER_TYPES or a.type == "fileRef"})
             for name, wire in definitions:

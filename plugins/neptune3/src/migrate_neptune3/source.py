@@ -174,16 +174,17 @@ class Neptune3Source(Source):
         retries = RunRetries(ctx)
         scope = CURRENT_RUN.set(retries)  # neptune-query's retries for this run show up live (ctx.event)
         try:
-            self._export_run(run, selection, writer, ctx)
+            self._export_run(run, selection, writer, ctx, retries)
         finally:
             CURRENT_RUN.reset(scope)
             if retries.count:
                 ctx.report.note(f"neptune-query retried {retries.count} requests while this run was exported")
 
-    def _export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext) -> None:
+    def _export_run(self, run: SourceRun, selection: Selection, writer: RunWriter, ctx: RunContext,
+                    retries: RunRetries) -> None:
         client = self.client
-        # what the run's group read for it: fetched before the definitions below, which thereby also check
-        # that the run still existed after those reads
+        # what the run's group read for it (None: read alone); a group checked at its end that the run still
+        # existed after its reads, as the definitions request below does for a run read alone
         pre = self._groups.take(run, ctx) if self._groups is not None else None
         if pre is not None and pre.retries:
             if pre.count_retries:
@@ -192,14 +193,13 @@ class Neptune3Source(Source):
         if pre is not None and pre.gone:
             raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
         sys_id = run.info.get("sys_id") or self._lookup(run)
-        tracker = CURRENT_RUN.get()
         if pre is not None and pre.definitions is not None:
             definitions = pre.definitions  # the group saw the run's attributes, and the run existing after
         else:
             definitions = client.attribute_definitions(run.project_id, sys_id)
             if not definitions:
                 raise RunGone(f"run {run.run_id} no longer exists in {run.project_id}")
-        read_before = tracker.requests if tracker is not None else -1
+        read_before = retries.requests
         classes = set(self.config.classes)
         params, files, floats, others = [], [], [], []
         for name, wire in definitions:
@@ -231,8 +231,7 @@ class Neptune3Source(Source):
         finally:
             out.abandon()
         # anything read after the definitions above may come from a run deleted meanwhile: check it still exists
-        if (tracker is None or tracker.requests != read_before) and not client.attribute_definitions(
-                run.project_id, sys_id):
+        if retries.requests != read_before and not client.attribute_definitions(run.project_id, sys_id):
             raise RunGone(f"run {run.run_id} was deleted while it was being exported")
 
     def _attributes(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], floats: list[str],
@@ -283,8 +282,8 @@ class Neptune3Source(Source):
     def _atoms(self, run: SourceRun, sys_id: str, params: list[str], files: list[str], out: _Output,
                downloader: _Downloader, pre: Prefetched) -> None:
         names = params + files
-        ready = [pre.values[n] for n in names if n in pre.value_names and n in pre.values]
-        rest = [n for n in names if n not in pre.value_names or n not in pre.values]
+        ready = [pre.values[n] for n in names if n in pre.values]
+        rest = [n for n in names if n not in pre.values]
         if ready:
             self._write_atoms(run, ready, out, downloader)
         for chunk in name_chunks(rest, self.config.max_attribute_values):
@@ -315,12 +314,9 @@ class Neptune3Source(Source):
             for batch in batches:
                 out.write(batch)
 
-        for name in names:
-            if name in pre.float_names:
-                for page in pre.floats.get(name, ()):
-                    emit(page)
-        rest = [n for n in names if n not in pre.float_names or n in pre.float_after]
-        after = {n: pre.float_after[n] for n in rest if n in pre.float_after}
+        ready, rest, after = _split(names, pre.float_names, pre.floats, pre.float_after)
+        for _name, page in ready:
+            emit(page)
         if rest:
             for page in float_pages(self.client, run.project_id, sys_id, rest, lineage=self.config.materialise_lineage,
                                     page_points=self.config.page_points, after=after):
@@ -338,12 +334,9 @@ class Neptune3Source(Source):
             else:
                 self._file_series(run, path, values.values, out, downloader)  # one download per point anyway
 
-        for name in names:
-            if name in pre.series_names:
-                for values in pre.series.get(name, ()):
-                    emit(name, values)
-        rest = [n for n in names if n not in pre.series_names or n in pre.series_after]
-        after = {n: pre.series_after[n] for n in rest if n in pre.series_after}
+        ready, rest, after = _split(names, pre.series_names, pre.series, pre.series_after)
+        for name, values in ready:
+            emit(name, values)
         if rest:
             for path, values in series_pages(self.client, run.project_id, sys_id, rest,
                                              lineage=self.config.materialise_lineage, after=after):
@@ -499,6 +492,14 @@ class _Downloader:
             return stored
         finally:
             target.unlink(missing_ok=True)
+
+
+def _split(names: list[str], covered: frozenset[str], pages: dict[str, list[Any]], after: dict[str, Any]
+           ) -> tuple[list[tuple[str, Any]], list[str], dict[str, Any]]:
+    """What a group read of these series (name, page), the series still to read, and where each goes on."""
+    ready = [(name, page) for name in names if name in covered for page in pages.get(name, ())]
+    rest = [name for name in names if name not in covered or name in after]
+    return ready, rest, {name: after[name] for name in rest if name in after}
 
 
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
