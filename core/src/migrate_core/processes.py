@@ -72,11 +72,7 @@ def export_in_processes(child_args: list[str], processes: int, log_level: str, p
         for reader in readers:
             reader.join()
     except BaseException:
-        for child in children:  # whatever stopped us (Ctrl+C here), the children stop at their next batch
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            child.wait()
+        _interrupt(children)  # whatever stopped us, the children stop at their next batch
         raise
     finally:
         progress.stop()
@@ -98,23 +94,23 @@ def _collect(children: list[subprocess.Popen[str]]) -> list[str]:
         thread.start()
     try:
         for child in children:
-            while True:
-                try:
-                    child.wait(timeout=0.2)
-                    break
-                except subprocess.TimeoutExpired:
-                    continue
+            child.wait()
     except KeyboardInterrupt:
         # a SIGINT sent to this process only (from a terminal every child got it too): pass it on, then let
         # the children finish their summaries
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signal.SIGINT)
-        for child in children:
-            child.wait()
+        _interrupt(children)
     for thread in threads:
         thread.join()
     return outputs
+
+
+def _interrupt(children: list[subprocess.Popen[str]]) -> None:
+    """SIGINT to every child still running (each stops at its next batch), then wait for all of them."""
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGINT)
+    for child in children:
+        child.wait()
 
 
 def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[str], lock: threading.Lock) -> None:
