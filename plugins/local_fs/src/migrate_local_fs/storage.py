@@ -111,9 +111,7 @@ class LocalFsStorage(Storage):
             return complete
         if not project_dir.is_dir():
             return None
-        first = project_dir / f"{stem}_part_0.parquet"
-        manifest = project_dir / f"{stem}{MANIFEST_SUFFIX}"
-        if not (manifest.exists() or first.exists() or first.with_name(first.name + ".tmp").exists()):
+        if not self._has_trace(project_dir, stem):
             # never exported (the common case of a first export): no listing. Strays without part_0 or a
             # manifest would only say "incomplete", which None says too; begin_run's cleanup finds them.
             return None
@@ -122,6 +120,14 @@ class LocalFsStorage(Storage):
         if stem not in groups:
             return None
         return self._stored(project_dir, stem, groups[stem])
+
+    @staticmethod
+    def _has_trace(project_dir: Path, stem: str) -> bool:
+        """Whether a run left anything: every export writes its manifest first and its parts from part_0 up,
+        so a run with neither was never exported and needs no listing of the (large) project directory."""
+        first = project_dir / f"{stem}_part_0.parquet"
+        return any(p.exists() for p in (project_dir / f"{stem}{MANIFEST_SUFFIX}", first,
+                                         first.with_name(first.name + ".tmp")))
 
     def _complete_by_manifest(self, project_dir: Path, stem: str) -> StoredRun | None:
         """A run whose manifest says complete and whose listed parts all exist, without listing the directory
@@ -385,21 +391,20 @@ class LocalRunWriter(RunWriter):
         self._closed = False
 
         self.project_dir.mkdir(parents=True, exist_ok=True)
-        had_manifest = self.manifest_path.exists()
+        traces = storage._has_trace(self.project_dir, self.stem)  # before the manifest below adds one
         self._manifest = new_manifest(project_id, run_id, source, "migrate-local-fs")
         # Not fsynced: a kill leaves it in the page cache, and after a power loss each possible state reads as
         # incomplete (no, empty or "writing" manifest) or as the previous complete export, untouched because
         # its parts are deleted only after this and the commit fsyncs the directory before "complete".
         write_json_atomic(self.manifest_path, self._manifest, durable=False)
-        self._remove_leftovers(had_manifest)
+        self._remove_leftovers(traces)
 
     # A leftover from an earlier attempt must never mix with this one.
-    def _remove_leftovers(self, had_manifest: bool) -> None:
-        # Parts are written from part_0 up, and every attempt writes its manifest first: a run with neither has
-        # no leftover parts, and the project directory (one entry per part and manifest of every run, so
-        # listing it per run is quadratic in project size) need not be listed. The one exception, a power loss
-        # that kept a later .tmp part but not part_0 nor the manifest, leaves a .tmp file no reader takes.
-        if had_manifest or self._part_path(0).exists() or self._part_path(0, tmp=False).exists():
+    def _remove_leftovers(self, traces: bool) -> None:
+        # Listing the project directory (one entry per part and manifest of every run) for each run would be
+        # quadratic in project size; a run without traces has no leftover parts. The one exception, a power
+        # loss that kept a later .tmp part but not part_0 nor the manifest, leaves a .tmp file no reader takes.
+        if traces:
             self._remove_leftover_parts()
         if self.run_files_dir.is_symlink() or self.run_files_dir.is_file():
             self.run_files_dir.unlink()
