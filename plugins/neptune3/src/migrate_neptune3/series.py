@@ -50,18 +50,18 @@ class _Raised:
         self.exc = exc
 
 
-def float_request(request_id: str, project: str, sys_id: str, attribute: str, lineage: bool) -> dict[str, Any]:
-    """One item of a series/float request: every point (committed and preview) of one run's series."""
-    return {"requestId": request_id,
-            "series": {"holder": _holder(project, sys_id), "attribute": attribute,
-                       "lineage": "FULL" if lineage else "NONE", "lineageEntityType": "RUN", "includePreview": True}}
-
-
 def series_request(request_id: str, project: str, sys_id: str, attribute: str, lineage: bool) -> dict[str, Any]:
     """One item of a series (string / histogram / file) request."""
     return {"requestId": request_id,
             "series": {"holder": _holder(project, sys_id), "attribute": attribute,
                        "lineage": "FULL" if lineage else "NONE", "lineageEntityType": "RUN"}}
+
+
+def float_request(request_id: str, project: str, sys_id: str, attribute: str, lineage: bool) -> dict[str, Any]:
+    """One item of a series/float request: every point (committed and preview) of one run's series."""
+    request = series_request(request_id, project, sys_id, attribute, lineage)
+    request["series"]["includePreview"] = True
+    return request
 
 
 def float_pages(client: Neptune3Client, project: str, sys_id: str, attributes: list[str], *, lineage: bool,
