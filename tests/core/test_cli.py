@@ -51,13 +51,42 @@ def test_one_failing_run_does_not_stop_the_others(migrate, memory_sink):
     assert retried["stages"]["load"]["ok"] == 1 and ("demo/project", "DEMO-2") in memory_sink.loaded
 
 
-def test_fork_of_a_failed_parent_fails_with_the_reason(migrate, memory_sink):
+def test_fork_of_a_failed_parent_is_deferred_then_loads_after_it(migrate, memory_sink):
     memory_sink.fail["DEMO-1"] = RuntimeError("boom")
     result = migrate("run", "--source", "demo", "--sink", "memory", *SMALL, "--json")
     assert result.code == 1
     runs = {(r["stage"], r["run_id"]): r for r in result.json()["runs"]}
-    assert runs[("load", "DEMO-3")]["reason"] == "parent run 'DEMO-1' failed to load"
+    assert runs[("load", "DEMO-3")]["status"] == "deferred"
+    assert "parent run 'DEMO-1'" in runs[("load", "DEMO-3")]["reason"]
     assert runs[("load", "DEMO-2")]["status"] == "ok"
+    assert ("demo/project", "DEMO-3") not in memory_sink.loaded  # never loaded without its parent
+    assert not result.json()["lossless"]
+
+    # a plain load keeps waiting: the parent failed before, so the fork is deferred again, and named
+    plain = migrate("load", "--sink", "memory")
+    assert plain.code == 0 and "DEFERRED load demo/project DEMO-3" in plain.out  # nothing failed now
+    assert "(lossless)" not in plain.out
+    assert ("demo/project", "DEMO-3") not in memory_sink.loaded
+    strict = migrate("load", "--sink", "memory", "--strict")
+    assert strict.code == 1
+
+    del memory_sink.fail["DEMO-1"]
+    retried = migrate("load", "--sink", "memory", "--retry-failed", "--json").json()
+    order = [key[1] for key in memory_sink.loaded]
+    assert order.index("DEMO-1") < order.index("DEMO-3")
+    assert {r["run_id"]: r["status"] for r in retried["runs"]} == {"DEMO-1": "ok", "DEMO-2": "skipped",
+                                                                  "DEMO-3": "ok"}
+
+
+def test_a_deferred_fork_of_an_unselected_parent_says_why(migrate, memory_sink):
+    migrate("export", "--source", "demo", *SMALL)
+    only_fork = migrate("load", "--sink", "memory", "-r", "DEMO-3", "--json")
+    (run,) = only_fork.json()["runs"]
+    assert run["status"] == "deferred" and "not selected" in run["reason"]
+    assert only_fork.code == 0  # nothing failed; --strict makes a deferred run an error
+    assert migrate("load", "--sink", "memory", "-r", "DEMO-3", "--strict").code == 1
+    both = migrate("load", "--sink", "memory", "--json").json()
+    assert {r["run_id"]: r["status"] for r in both["runs"]} == {"DEMO-1": "ok", "DEMO-2": "ok", "DEMO-3": "ok"}
 
 
 def test_corrupt_part_fails_only_that_run(migrate, memory_sink, tmp_path):

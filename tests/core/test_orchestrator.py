@@ -68,7 +68,7 @@ def test_export_failure_is_isolated_and_nothing_partial_is_kept(tmp_path):
     storage = MemoryStorage(tmp_path)
     source = MemorySource(sample_runs(), fail={"RUN-2": ValueError("attribute fetch failed")})
     summary = Orchestrator(storage, source=source, workers=3).export()
-    assert summary.count("export") == {"ok": 2, "failed": 1, "skipped": 0, "cancelled": 0}
+    assert summary.count("export") == {"ok": 2, "failed": 1, "skipped": 0, "cancelled": 0, "deferred": 0}
     assert not storage.get_run("ws/proj", "RUN-2").complete
     failed = next(o for o in summary.outcomes if o.status == "failed")
     assert failed.reason == "ValueError: attribute fetch failed"

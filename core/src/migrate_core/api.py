@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import abc
 import hashlib
+import json
+import os
 import re
 import threading
 from collections import Counter
@@ -123,8 +125,11 @@ class RunReport:
 class RunContext:
     """Handed to a source or sink for one run: its report, cancellation, and progress."""
 
-    def __init__(self, report: RunReport, cancel: threading.Event, on_rows: Any = None, on_event: Any = None) -> None:
+    def __init__(self, report: RunReport, cancel: threading.Event, on_rows: Any = None, on_event: Any = None,
+                 force: bool = False) -> None:
         self.report = report
+        #: the user asked to redo the run (`--force`): a sink re-sends it, or replaces what the target holds
+        self.force = force
         self._cancel = cancel
         self._on_rows = on_rows
         self._on_event = on_event
@@ -205,6 +210,24 @@ class StoredRun:
         if self.manifest:
             return (self.manifest.get("lineage") or {}).get("parent_run_id")
         return None
+
+    @property
+    def export_id(self) -> str:
+        """The identity of this stored export: a digest of its manifest (which names its parts, files with their
+        sha256, per-attribute counts and when the export completed), or, for a foreign dump, of its parts'
+        names, sizes and modification times. A re-export changes it, so a sink can tell that the content it
+        loaded is no longer the content in storage; equal ids mean the same export."""
+        digest = hashlib.sha256()
+        if self.manifest is not None:
+            digest.update(json.dumps(self.manifest, sort_keys=True, default=str).encode())
+        else:
+            for part in self.parts:
+                try:
+                    info = os.stat(part)
+                    digest.update(f"{Path(part).name}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{part}\n".encode())
+        return digest.hexdigest()[:32]
 
 
 class Storage(abc.ABC):

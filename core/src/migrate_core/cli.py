@@ -451,19 +451,24 @@ def _render_summary(data: dict[str, Any]) -> None:
     for stage, c in data["stages"].items():
         _out(
             f"{stage}: {c['ok']} ok, {c['failed']} failed, {c['skipped']} skipped"
+            + (f", {c['deferred']} deferred" if c.get("deferred") else "")
             + (f", {c['cancelled']} interrupted" if c["cancelled"] else "")
             + f" · {c['rows']:,} rows · {c['files']:,} files · {c['bytes']:,} bytes"
         )
     if not data["stages"]:
         _out(f"{data['command']}: nothing selected")
     losses = data["losses"]
+    unfinished = [r for r in data["runs"] if r["status"] in ("failed", "deferred", "cancelled")]
     if losses:
         _out("not carried: " + "; ".join(f"{n} {what}" for what, n in losses.items()))
+    elif unfinished or data["interrupted"]:
+        # runs that did not finish may hold values nobody has counted yet: never call that lossless
+        _out(f"not carried: nothing counted, but {len(unfinished)} runs did not finish (see below)")
     else:
         _out("not carried: nothing (lossless)")
-    failed = [r for r in data["runs"] if r["status"] == "failed"]
-    for r in failed:
-        _out(f"FAILED {r['stage']} {r['project_id']} {r['run_id']}: {r['reason']}")
+    for r in data["runs"]:
+        if r["status"] in ("failed", "deferred"):
+            _out(f"{r['status'].upper()} {r['stage']} {r['project_id']} {r['run_id']}: {r['reason']}")
     for p in data.get("processes", []):
         if "error" in p:
             _out(f"FAILED {p['error']}")

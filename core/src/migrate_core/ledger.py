@@ -1,7 +1,9 @@
 """The ledger: per (run, sink target) load state, so every command resumes where it stopped.
 
-States: pending -> in_progress -> done | failed. An `in_progress` row found at start means the previous
-process died mid-run; it is loaded again (sinks are idempotent). SQLite gives atomic, durable updates
+States: pending -> in_progress -> done | failed | deferred. An `in_progress` row found at start means the
+previous process died mid-run; it is loaded again (sinks are idempotent). `deferred` is a fork that waits
+for its parent to reach the sink; it loads at the next command that can load the parent first. A `done`
+row carries the `export_id` of the stored export it loaded, so a re-exported run is loaded again. SQLite gives atomic, durable updates
 from many worker threads and stays fast at tens of thousands of runs, where rewriting one JSON file per
 state change would not.
 """
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 LEDGER_FILE = "migrate-ledger.sqlite"
-STATES = ("pending", "in_progress", "done", "failed")
+STATES = ("pending", "in_progress", "done", "failed", "deferred")
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,7 @@ class Entry:
     error: str | None
     counts: dict[str, Any]
     updated_at: float
+    export_id: str | None = None
 
 
 class Ledger:
@@ -45,42 +48,47 @@ class Ledger:
                 state TEXT NOT NULL, error TEXT, counts TEXT NOT NULL DEFAULT '{}',
                 updated_at REAL NOT NULL, PRIMARY KEY (project_id, run_id, target))"""
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(loads)")}
+        if "export_id" not in columns:  # a ledger written before loads recorded what they loaded
+            self._db.execute("ALTER TABLE loads ADD COLUMN export_id TEXT")
 
     def get(self, project_id: str, run_id: str, target: str) -> Entry | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT state, error, counts, updated_at FROM loads WHERE project_id=? AND run_id=? AND target=?",
+                "SELECT state, error, counts, updated_at, export_id FROM loads"
+                " WHERE project_id=? AND run_id=? AND target=?",
                 (project_id, run_id, target),
             ).fetchone()
         if row is None:
             return None
-        return Entry(project_id, run_id, target, row[0], row[1], json.loads(row[2]), row[3])
+        return Entry(project_id, run_id, target, row[0], row[1], json.loads(row[2]), row[3], row[4])
 
     def set(
         self, project_id: str, run_id: str, target: str, state: str, error: str | None = None,
-        counts: dict[str, Any] | None = None,
+        counts: dict[str, Any] | None = None, export_id: str | None = None,
     ) -> None:
+        """Record a state; `export_id` (kept from the row's last `done` unless given) names what was loaded."""
         if state not in STATES:
             raise ValueError(f"unknown ledger state {state!r}")
         with self._lock:
             self._db.execute(
-                """INSERT INTO loads (project_id, run_id, target, state, error, counts, updated_at)
-                   VALUES (?, ?, ?, ?, ?, ?, ?)
+                """INSERT INTO loads (project_id, run_id, target, state, error, counts, updated_at, export_id)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (project_id, run_id, target) DO UPDATE SET
                    state=excluded.state, error=excluded.error, counts=excluded.counts,
-                   updated_at=excluded.updated_at""",
-                (project_id, run_id, target, state, error, json.dumps(counts or {}), time.time()),
+                   updated_at=excluded.updated_at, export_id=coalesce(excluded.export_id, loads.export_id)""",
+                (project_id, run_id, target, state, error, json.dumps(counts or {}), time.time(), export_id),
             )
 
     def entries(self, target: str | None = None) -> list[Entry]:
-        query = "SELECT project_id, run_id, target, state, error, counts, updated_at FROM loads"
+        query = "SELECT project_id, run_id, target, state, error, counts, updated_at, export_id FROM loads"
         args: tuple[Any, ...] = ()
         if target is not None:
             query += " WHERE target=?"
             args = (target,)
         with self._lock:
             rows = self._db.execute(query + " ORDER BY project_id, run_id", args).fetchall()
-        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6]) for r in rows]
+        return [Entry(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7]) for r in rows]
 
     def close(self) -> None:
         with self._lock:

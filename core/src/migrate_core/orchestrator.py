@@ -35,7 +35,7 @@ class Outcome:
     project_id: str
     run_id: str
     stage: str
-    status: str  # ok | failed | skipped | cancelled
+    status: str  # ok | failed | skipped | cancelled | deferred (a fork waiting for its parent)
     reason: str | None = None
     report: RunReport = field(default_factory=RunReport)
     seconds: float = 0.0
@@ -61,7 +61,7 @@ class Summary:
     interrupted: bool = False
 
     def count(self, stage: str | None = None) -> dict[str, int]:
-        counts = {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 0}
+        counts = {"ok": 0, "failed": 0, "skipped": 0, "cancelled": 0, "deferred": 0}
         for o in self.outcomes:
             if stage is None or o.stage == stage:
                 counts[o.status] += 1
@@ -79,9 +79,15 @@ class Summary:
             return 130
         if any(o.status == "failed" for o in self.outcomes):
             return 1
-        if strict and self.losses():
+        if strict and (self.losses() or any(o.status == "deferred" for o in self.outcomes)):
             return 1
         return 0
+
+    def lossless(self) -> bool:
+        """Only when every selected run finished (none failed, deferred or interrupted) and nothing was dropped:
+        a run that did not finish may hold values nobody counted yet."""
+        return not self.interrupted and not self.losses() and not any(
+            o.status in ("failed", "deferred", "cancelled") for o in self.outcomes)
 
     def as_json(self) -> dict[str, Any]:
         stages = sorted({o.stage for o in self.outcomes})
@@ -100,6 +106,7 @@ class Summary:
                 for s in stages
             },
             "losses": self.losses(),
+            "lossless": self.lossless(),
             "runs": [o.as_json() for o in self.outcomes],
         }
 
@@ -275,11 +282,13 @@ class Orchestrator:
         target = self.sink.target()
         try:
             self._check_cancel()
+            export_id = stored.export_id
             self.ledger.set(stored.project_id, stored.run_id, target, "in_progress")
-            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event)
+            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event, force=self.force)
             self.sink.load_run(RunReader(self.storage, stored), ctx)
             ctx.check_cancelled()
-            self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict())
+            self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict(),
+                            export_id=export_id)
         except BaseException as exc:  # noqa: BLE001 - every failure is per run
             if isinstance(exc, Cancelled | KeyboardInterrupt):
                 out.status, out.reason = "cancelled", "interrupted"
@@ -299,10 +308,35 @@ class Orchestrator:
         if entry is None or self.force:
             return None
         if entry.state == "done":
-            return "already loaded (use --force to load again)"
+            # a ledger from before loads recorded their export (export_id None) counts as this export
+            if entry.export_id is None or entry.export_id == stored.export_id:
+                return "already loaded (use --force to load again)"
+            log.info("run_export_changed", project=stored.project_id, run=stored.run_id,
+                     note="exported again since its load: loading the changes")
+            return None
         if entry.state == "failed" and not self.retry_failed:
             return f"failed before: {entry.error} (use --retry-failed)"
         return None
+
+    def parent_holdup(self, project_id: str, parent: str) -> str | None:
+        """Why a fork whose parent is not part of this command cannot load now, or None when it can: the parent
+        is in the sink (its load is done), or is nowhere in storage (the sink then loads the fork unlinked
+        and counts that)."""
+        assert self.sink is not None
+        entry = self.ledger.get(project_id, parent, self.sink.target())
+        if entry is not None and entry.state == "done":
+            return None
+        try:
+            stored = self.storage.get_run(project_id, parent)
+        except Exception as exc:  # noqa: BLE001 - unreadable: do not guess, wait
+            return f"its parent run {parent!r} could not be read from storage: {describe_error(exc)}"
+        if stored is None and entry is None:
+            return None
+        if entry is not None and entry.state == "failed":
+            return f"waiting for its parent run {parent!r}, which failed to load: {entry.error} (use --retry-failed)"
+        if stored is None or not stored.complete:
+            return f"waiting for its parent run {parent!r}, which is not completely exported"
+        return f"waiting for its parent run {parent!r}, which is not loaded into this sink (it was not selected)"
 
     def _verify_one(self, stored: StoredRun) -> Outcome:
         assert self.sink is not None
@@ -499,7 +533,8 @@ class _Job:
 
     def _record(self, outcome: Outcome) -> None:
         self.summary.outcomes.append(outcome)
-        event = {"ok": "run_done", "failed": "run_failed", "skipped": "run_skipped", "cancelled": "run_cancelled"}
+        event = {"ok": "run_done", "failed": "run_failed", "skipped": "run_skipped", "cancelled": "run_cancelled",
+                 "deferred": "run_deferred"}
         fields: dict[str, Any] = {
             "stage": outcome.stage,
             "project": outcome.project_id,
@@ -510,7 +545,7 @@ class _Job:
             fields["reason"] = outcome.reason
         if outcome.report.losses:
             fields["losses"] = dict(outcome.report.losses)
-        level = "warning" if outcome.status == "failed" else "info"
+        level = "warning" if outcome.status in ("failed", "deferred") else "info"
         getattr(log, level)(event[outcome.status], **fields)
         if outcome.status == "failed":
             self.orch.notify_error(self.summary.command, outcome)
@@ -555,13 +590,23 @@ class _Job:
             if parent_key not in self.loaded and (parent_key in self.expected or not self.listing_done):
                 self.waiting.setdefault(parent_key, []).append(run)
                 return
+            # a fork is never created before its parent is in the sink: it would lose its link for good
             if self.loaded.get(parent_key) is False:
-                self._record(
-                    Outcome(run.project_id, run.run_id, "load", "failed", f"parent run {parent!r} failed to load")
-                )
-                self._loaded(run.key, False)
+                self._defer(run, f"waiting for its parent run {parent!r}, which did not load in this command")
                 return
+            if parent_key not in self.loaded:
+                holdup = self.orch.parent_holdup(run.project_id, str(parent))
+                if holdup is not None:
+                    self._defer(run, holdup)
+                    return
         self._submit_load(run)
+
+    def _defer(self, run: StoredRun, reason: str) -> None:
+        """Park a fork for a later command: reported as deferred (never as loaded) and kept pending in the ledger."""
+        assert self.orch.sink is not None
+        self.orch.ledger.set(run.project_id, run.run_id, self.orch.sink.target(), "deferred", reason)
+        self._record(Outcome(run.project_id, run.run_id, "load", "deferred", reason))
+        self._loaded(run.key, False)
 
     def _submit_load(self, run: StoredRun) -> None:
         self.futures[self.load_pool.submit(self.orch.load_one, run)] = "load"
@@ -573,9 +618,12 @@ class _Job:
 
     def _fail_stranded(self) -> None:
         """Forks whose parent never finished (a lineage cycle, or an interrupted parent) are reported."""
-        for parent, children in list(self.waiting.items()):
-            for child in children:
-                reason = "interrupted" if self.orch.cancel.is_set() else f"parent run {parent[1]!r} never loaded"
-                status = "cancelled" if self.orch.cancel.is_set() else "failed"
-                self._record(Outcome(child.project_id, child.run_id, "load", status, reason))
+        stranded = [(parent, child) for parent, children in self.waiting.items() for child in children]
         self.waiting.clear()
+        for parent, child in stranded:
+            if self.orch.cancel.is_set():
+                self._record(Outcome(child.project_id, child.run_id, "load", "cancelled", "interrupted"))
+            else:  # every load has finished, so the parent waits on this fork's line: a lineage cycle
+                self._record(Outcome(child.project_id, child.run_id, "load", "failed",
+                                     f"parent run {parent[1]!r} never loaded (a lineage cycle)"))
+            self.loaded[child.key] = False
