@@ -72,7 +72,8 @@ def test_reloading_a_complete_run_sends_nothing(fake_pluto, tmp_path):
     report = load(sink, storage, P, "R-1")
     assert set(fake_pluto.counts) == {"GET /api/runs/details/{id}"}
     assert snapshot(fake_pluto, "ws-proj", f"neptune:{P}:R-1") == before
-    assert report.notes == ["already loaded into Pluto; nothing sent"]
+    assert report.notes == ["already loaded into Pluto (the same export); nothing sent"]
+    assert report.rows == 0  # the report counts what was sent
 
 
 def test_a_deleted_pluto_run_is_loaded_again(fake_pluto, tmp_path):
@@ -197,9 +198,19 @@ def test_kill_9_then_rerun_equals_one_uninterrupted_load(killable, path, skip):
     got = _snapshots(srv, project)
     for run_id in want:
         assert got[run_id] == want[run_id], run_id
-    if skip == 1:  # once: a forced re-run of completed runs sends nothing new
+    verified = subprocess.run(_cli("verify", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}"),
+                              cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout  # correct after a resumed load, not only after a clean one
+    if skip == 1:  # once: a forced re-run replaces every run with a fresh load, equal to the reference
         again = subprocess.run([*load_args, "--force"], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
-        assert again.returncode == 0 and _snapshots(srv, project) == got
+        assert again.returncode == 0, again.stdout + again.stderr
+        fresh = {f"DEMO-{i}": snapshot(srv, project, f"demo:demo/project:DEMO-{i}#1") for i in (1, 2, 3)}
+        for run_id in want:
+            fresh[run_id]["config"]["_migrate"]["external_id"] = want[run_id]["config"]["_migrate"]["external_id"]
+            if fresh[run_id]["fork"][0]:  # the new fork links to its parent's new run
+                assert fresh[run_id]["fork"][0] == want[run_id]["fork"][0] + "#1"
+                fresh[run_id]["fork"] = want[run_id]["fork"]
+            assert fresh[run_id] == want[run_id], run_id
 
 
 def test_a_long_string_parameter_interrupted_mid_upload_resumes_to_the_same_url(fake_pluto, tmp_path, monkeypatch):

@@ -34,6 +34,15 @@ def external_id(kind: str, project_id: str, run_id: str) -> str:
     return f"{ext[: MAX_EXTERNAL_ID - 33]}~{digest}"
 
 
+def with_generation(external_id_: str, generation: int) -> str:
+    """The external id of a run's n-th replacement (`--force`): `<id>#<n>`, within the length limit."""
+    suffix = f"#{generation}"
+    if len(external_id_) + len(suffix) <= MAX_EXTERNAL_ID:
+        return external_id_ + suffix
+    digest = hashlib.sha256(external_id_.encode()).hexdigest()[:32]
+    return f"{external_id_[: MAX_EXTERNAL_ID - 33 - len(suffix)]}~{digest}{suffix}"
+
+
 def project_name(project_id: str, configured: str | None) -> str:
     if configured:
         return configured

@@ -9,6 +9,7 @@ plus the stored object's size, so nothing is uploaded or listed twice.
 from __future__ import annotations
 
 import io
+import json
 import mimetypes
 import time
 from collections.abc import Callable, Iterator
@@ -22,6 +23,7 @@ from . import names
 from .errors import PlutoError
 
 CHUNK = 1 << 20
+BIG_KEY = "\x00big-string-parameters"  # tracked key of the over-long string parameters (never an attribute path)
 PRESIGN_FRESH = 50 * 60  # seconds; Pluto presigns uploads for one hour
 IMAGE_EXT = {".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".svg"}
 
@@ -41,55 +43,111 @@ class FileUploads:
         return False
 
     def _file_done(self, pending: dict[str, Any]) -> None:
-        if pending["kind"] == "big":
-            self.state.big_strings += 1
-        elif pending.get("last"):
-            self.state.sent["files"] += 1
-            self.state.file_sub = 0
+        """Record one finished upload: a member of a directory row, or a whole row (its last member)."""
+        path = pending["path"]
+        if pending.get("last"):
+            self.state.record.tracked[path] = [int(pending["row"]) + 1, pending["digest"]]
+            self.have[path] = max(self.have.get(path, 0), int(pending["row"]) + 1)
+            self.state.file_sub.pop(path, None)
         else:
-            self.state.file_sub += 1
+            self.state.file_sub[path] = self.state.file_sub.get(path, 0) + 1
 
+    def _in_pluto(self, log_name: str, file_name: str, size: int) -> bool:
+        """Whether Pluto lists this file with its bytes stored. Asked only for runs Pluto already had when
+        this load began (one listing per run): the listing, not our cache, says what an earlier load left."""
+        if self.listed is None:
+            answer = self.http.api_get("/api/runs/files", {"runId": self.state.pluto_id, "projectName": self.project},
+                                       "file listing")
+            self.listed = {}
+            for row in answer.get("files") or []:
+                key = (str(row.get("logName")), str(row.get("fileName")))
+                self.listed.setdefault(key, []).append((int(row.get("fileSize") or 0), row.get("url")))
+        rows = self.listed.get((log_name, file_name)) or []
+        for listed_size, url in rows:
+            if listed_size == size and url and self.http.stored_size(str(url)) == size:
+                if len(rows) > 1:
+                    self.ctx.report.lost("file rows Pluto holds twice, one without its bytes (an upload killed "
+                                         "between presign and PUT)", len(rows) - 1)
+                return True
+        if rows:  # a row whose bytes never arrived: the upload below adds a second, complete one
+            self.ctx.report.lost("file rows Pluto holds twice, one without its bytes (an upload killed "
+                                 "between presign and PUT)", len(rows))
+        return False
+
+    def _file_payload(self, stored: str | None, members: list[tuple[str, int]]) -> bytes:
+        sha = getattr(self, "_sha_by_path", None)
+        if sha is None:
+            sha = self._sha_by_path = {f.get("path"): f.get("sha256") for f in (self.reader.manifest or {}).get(
+                "files") or [] if isinstance(f, dict)}
+        return json.dumps([stored, [(rel, size, sha.get(rel)) for rel, size in members]]).encode()
+
+    def _file_digests(self, rows: pa.Table) -> None:
+        """A pass that sends nothing: digest the file rows as `_files` does."""
+        steps, times, has_step = self._steps_times(rows)
+        ok_step = has_step.to_numpy(zero_copy_only=False)
+        paths = rows["attribute_path"].to_pylist()
+        stored = [None if v is None else v.get("path") for v in rows["file_value"].to_pylist()]
+        for i, path in enumerate(paths):
+            try:
+                members = self._members(stored[i]) if stored[i] is not None else []
+            except (UnsafePathError, FileNotFoundError, NotADirectoryError):
+                members = []
+            self._row_key(path, int(steps[i]) if ok_step[i] else None, int(times[i]),
+                          self._file_payload(stored[i], members), lines=False)
+            name = self.encoded.get(path, names.encode_name(path))
+            step = int(steps[i]) if ok_step[i] else 0
+            for rel, size in members:
+                file_name = self._file_name(name, rel, stored[i], step, len(members) > 1)
+                self.expected_files.append((name, file_name, size))
 
     def _files(self, rows: pa.Table, base: int) -> None:
         steps, times, has_step = self._steps_times(rows)
         ok_step = has_step.to_numpy(zero_copy_only=False)
         paths = rows["attribute_path"].to_pylist()
         stored = [None if v is None else v.get("path") for v in rows["file_value"].to_pylist()]
-        counts = self.state.counts.setdefault("files", {})
         for i, path in enumerate(paths):
-            number = base + i
             name = self.encoded.get(path, names.encode_name(path))
             step = int(steps[i]) if ok_step[i] else 0
+            members: list[tuple[str, int]] = []
+            problem = None
             if stored[i] is None:
-                self.ctx.report.lost("file rows without a path")
-                self._skip_file_row(number)
+                problem = "file rows without a path"
+            else:
+                try:
+                    members = self._members(stored[i])
+                except UnsafePathError as exc:
+                    problem = "files with escaping paths"
+                    self.ctx.report.note(f"{path}: {exc}")
+                except (FileNotFoundError, NotADirectoryError) as exc:
+                    problem = "files missing from storage"
+                    self.ctx.report.note(f"{path}: file {stored[i]!r} not found ({type(exc).__name__})")
+            if problem:
+                self.ctx.report.lost(problem)
+            row = self.rows_digests.rows.get(path, 0)
+            held = self._row_key(path, int(steps[i]) if ok_step[i] else None, int(times[i]),
+                                 self._file_payload(stored[i], members), lines=False)
+            digest = self.rows_digests.digest(path)
+            names_of = [self._file_name(name, rel, stored[i], step, len(members) > 1) for rel, _size in members]
+            if held:
                 continue
-            try:
-                members = self._members(stored[i])
-            except UnsafePathError as exc:
-                self.ctx.report.lost("files with escaping paths")
-                self.ctx.report.note(f"{path}: {exc}")
-                self._skip_file_row(number)
+            if not members:
+                self._file_done({"path": path, "row": row, "digest": digest, "last": True})
+                self._save()
                 continue
-            except (FileNotFoundError, NotADirectoryError) as exc:
-                self.ctx.report.lost("files missing from storage")
-                self.ctx.report.note(f"{path}: file {stored[i]!r} not found ({type(exc).__name__})")
-                self._skip_file_row(number)
-                continue
-            for k, (rel, size) in enumerate(members):
-                file_name = self._file_name(name, rel, stored[i], step, len(members) > 1)
-                counts.setdefault(name, []).append(size)
-                if number < self.state.sent["files"] or (number == self.state.sent["files"] and k < self.state.file_sub):
+            done_members = self.state.file_sub.get(path, 0)
+            for k, ((rel, size), file_name) in enumerate(zip(members, names_of, strict=True)):
+                if k < done_members:
                     continue
-                self._upload(number, name, file_name, rel, size, step, int(times[i]), last=k == len(members) - 1,
-                             caption=rel, opener=lambda rel=rel: self.reader.open_file(rel))
-
-    def _skip_file_row(self, number: int) -> None:
-        if number == self.state.sent["files"]:
-            self._pipe.flush()
-            self.state.sent["files"] = number + 1
-            self.state.file_sub = 0
-            self._save()
+                pending = {"kind": "files", "path": path, "row": row, "digest": digest,
+                           "last": k == len(members) - 1, "logName": name, "fileName": file_name, "size": size,
+                           "rel": rel}
+                if self.resumed and self._in_pluto(name, file_name, size):
+                    self._file_done(pending)
+                    self._save()
+                    continue
+                self._upload(pending, step, int(times[i]), caption=rel,
+                             opener=lambda rel=rel: self.reader.open_file(rel))
+            self.ctx.report.add(rows=1)
 
     def _members(self, stored: str) -> list[tuple[str, int]]:
         """(relative path, size) of the file, or of every file of a directory (file sets)."""
@@ -116,14 +174,14 @@ class FileUploads:
         used.add(candidate)
         return candidate
 
-    def _upload(self, number: int, log_name: str, file_name: str, rel: str, size: int, step: int, time_ms: int,
-                last: bool, caption: str, opener: Callable[[], IO[bytes]], kind: str = "files") -> None:
+    def _upload(self, pending: dict[str, Any], step: int, time_ms: int, caption: str,
+                opener: Callable[[], IO[bytes]]) -> None:
+        kind = pending["kind"]
+        log_name, file_name, size = pending["logName"], pending["fileName"], pending["size"]
         self.ctx.check_cancelled()
         if kind == "files":
             self._pipe.flush()
         self._beat()
-        pending: dict[str, Any] = {"kind": kind, "row": number, "logName": log_name, "fileName": file_name,
-                                   "size": size, "last": last, "rel": rel}
         self.state.pending = pending
         self._save()
         ext = PurePosixPath(file_name).suffix.lower()
@@ -164,7 +222,7 @@ class FileUploads:
         if not pending.get("url") or time.time() - float(pending.get("presigned") or 0) > PRESIGN_FRESH:
             return False
         if pending["kind"] == "big":
-            data = self.meta.big_strings[pending["row"]][1].encode("utf-8")
+            data = self.meta.big_strings[pending["index"]][1].encode("utf-8")
             opener: Callable[[], IO[bytes]] = lambda: io.BytesIO(data)  # noqa: E731
         else:
             opener = lambda: self.reader.open_file(pending["rel"])  # noqa: E731
@@ -177,14 +235,25 @@ class FileUploads:
         return True
 
     def _upload_big_strings(self) -> None:
+        """String parameters too long for the config, as `value.txt` files, tracked as rows of one key."""
         for index, (path, value) in enumerate(self.meta.big_strings):
-            if index < self.state.big_strings:
-                continue
             data = value.encode("utf-8")
+            held = self._row_key(BIG_KEY, None, 0, big_payload(path, value), lines=False)
+            if held:
+                continue
+            pending = {"kind": "big", "path": BIG_KEY, "row": index, "digest": self.rows_digests.digest(BIG_KEY),
+                       "last": True, "logName": names.encode_name(path), "fileName": "value.txt", "size": len(data),
+                       "rel": path, "index": index}
+            if self.resumed and self._in_pluto(pending["logName"], "value.txt", len(data)):
+                self._file_done(pending)
+                self._save()
+                continue
+            self._upload(pending, 0, self.fallback_ms, caption=path, opener=lambda data=data: io.BytesIO(data))
 
-            self._upload(index, names.encode_name(path), "value.txt", path, len(data), 0, self.fallback_ms,
-                         last=True, caption=path, opener=lambda data=data: io.BytesIO(data), kind="big")
 
+def big_payload(path: str, value: str) -> bytes:
+    """What the digest of an over-long string parameter covers: its path and its value."""
+    return path.encode() + b"\0" + value.encode("utf-8")
 
 
 def _refuse_escaping(path: str) -> None:

@@ -18,9 +18,10 @@ from migrate_core.manifest import AttributeStats
 
 from . import names
 from .errors import PlutoError
-from .loader import RunLoader
+from .loader import REPLACED_TAG, RunLoader
 from .scan import kind_of, scan
-from .steps import units_of
+from .state import RECORD_KEY, LoadRecord
+from .steps import StepPlan, units_of
 from .transport import Transport
 
 if TYPE_CHECKING:
@@ -30,51 +31,97 @@ PAGE = 10_000
 
 
 def verify_run(sink: PlutoSink, http: Transport, reader: RunReader, ctx: RunContext) -> VerifyResult:
+    """Pluto's read-back against the stored export (the truth), never against our own record of the load."""
     store = sink.store(reader)
     loader = RunLoader(sink.config, http, store, reader, ctx, sink.kind(reader))
     result = VerifyResult(reader.project_id, reader.run_id, ok=True)
-    state = store.load(reader.project_id, reader.run_id)
-    if state is not None and state.external_id == loader.external_id:
-        loader.state = state
+    cached = store.load(reader.project_id, reader.run_id)
+    if cached is not None and cached.project == loader.project:
+        loader.state = cached
     info = scan(reader, sink.config.read_batch_rows)
     loader._prepare(info)
-    run_id = loader.state.pluto_id if state is not None else None
-    details = _details(http, run_id, loader.project) if run_id is not None else None
-    if details is None:
-        details = _find(http, loader.project, loader.external_id)
+    details = _current(http, loader.project, loader.external_id, cached.pluto_id if cached is not None else None)
     if details is None:
         return VerifyResult(reader.project_id, reader.run_id, False, [f"run {loader.external_id!r} missing in Pluto"])
     run_id = int(details["id"])
     check = _Checker(result)
+    record = LoadRecord.from_config(details.get("config"))
+    if record is None or record.export != loader.export_id or not record.complete:
+        what = ("holds no load record of migrate" if record is None else
+                "holds an unfinished load" if not record.complete else "holds an older export of this run")
+        result.mismatches.append(f"Pluto {what}: run `migrate load` to bring it up to date")
+    sent_plan = StepPlan.from_json(record.plan) if record is not None else None
+    if sent_plan is not None:
+        loader.plan = sent_plan
+    # what Pluto should hold, from the stored rows (a pass that sends nothing)
+    expected = loader._dry_pass({})
 
-    expected_config = loader._config()
-    check.equal("config", _normalise(details.get("config") or {}), _normalise(expected_config))
+    expected_config = _without_bookkeeping(loader._config())
+    check.equal("config", _normalise(_without_bookkeeping(details.get("config") or {})), _normalise(expected_config))
     tags, _overflow = names.run_tags(loader.meta.tags, reader.project_id)
-    check.equal("tags", sorted(details.get("tags") or []), sorted(tags))
+    check.equal("tags", sorted(t for t in details.get("tags") or [] if t != REPLACED_TAG), sorted(tags))
     check.equal("status", details.get("status"), "FAILED" if loader.meta.failed else "COMPLETED")
     check.equal("name", details.get("name"), loader.meta.name or reader.run_id)
+    _check_fork(check, http, loader, details)
 
     attributes = _attributes(reader)
-    counts = loader.state.counts if state is not None else {}
+    points = expected.counted_points()
     for path, entry in sorted(attributes.items()):
         kind = kind_of(path, entry["type"])
         name = loader.encoded.get(path, names.encode_name(path))
         if kind == "metrics":
-            _check_series(check, http, loader, run_id, path, name, entry, (counts.get("metrics") or {}).get(name))
+            _check_series(check, http, loader, run_id, path, name, entry, points.get(name, 0),
+                          bool(expected._series_sorted.get(name)))
         elif kind == "data":
-            got = (counts.get("data") or {}).get(name)
-            check.equal(f"{path}: points acknowledged (per our load record; not readable via the API)",
-                        got, entry["rows"])
-    logs_expected = sum(e["rows"] for p, e in attributes.items() if kind_of(p, e["type"]) == "logs")
-    if logs_expected or counts.get("logs"):
+            held = (record.tracked.get(path) if record is not None else None) or [0, None]
+            want = [expected.rows_digests.rows.get(path, 0), expected.rows_digests.digest(path)]
+            check.equal(f"{path}: points and their digest (per the load record Pluto holds; Pluto cannot show "
+                        "these back)", list(held), want)
+    logs_expected = sum(expected._line_numbers.values())
+    if logs_expected or any(kind_of(p, e["type"]) == "logs" for p, e in attributes.items()):
         answer = http.api_get("/api/runs/logs", {"runId": run_id, "projectName": loader.project, "limit": 1},
                               "log count")
         check.equal("console lines", int(answer.get("total") or 0), logs_expected)
         result.checked["log_lines"] = logs_expected
-    _check_files(check, http, loader, run_id, attributes, counts.get("files") or {})
+    _check_files(check, http, loader, run_id, expected.expected_files)
     result.checked["attributes"] = len(attributes)
     result.ok = not result.mismatches
     return result
+
+
+def _without_bookkeeping(config: dict[str, Any]) -> dict[str, Any]:
+    """The config a user sees, less what loads keep there for themselves (`_migrate.load`, replacements)."""
+    out = dict(config)
+    migrate = out.get("_migrate")
+    if isinstance(migrate, dict):
+        out["_migrate"] = {k: v for k, v in migrate.items() if k not in (RECORD_KEY, "replaced_by", "replaced_because")}
+    return out
+
+
+def _current(http: Transport, project: str, external_id: str, pluto_id: int | None) -> dict[str, Any] | None:
+    """A run's newest generation in Pluto: by our cached id, else by external id, following replacements."""
+    details = _details(http, pluto_id, project) if pluto_id is not None else None
+    if details is None:
+        details = _find(http, project, external_id)
+    for _ in range(1000):
+        successor = ((details or {}).get("config") or {}).get("_migrate", {}).get("replaced_by")
+        if not successor:
+            break
+        details = _find(http, project, successor)
+    return details
+
+
+def _check_fork(check: _Checker, http: Transport, loader: RunLoader, details: dict[str, Any]) -> None:
+    parent = loader._parent_id()
+    if parent is None:
+        return
+    parent_state = loader._parent_state()
+    parent_details = _current(http, loader.project, names.external_id(loader.kind, loader.reader.project_id, parent),
+                              parent_state.pluto_id if parent_state is not None else None)
+    if parent_details is None:  # loaded unlinked, and counted so, because the parent was nowhere to be had
+        check.equal("fork parent in Pluto", details.get("forkedFromRunId"), None)
+        return
+    check.equal("fork parent", details.get("forkedFromRunId"), parent_details.get("id"))
 
 
 class _Checker:
@@ -139,8 +186,7 @@ def _attributes(reader: RunReader) -> dict[str, dict[str, Any]]:
 
 
 def _check_series(check: _Checker, http: Transport, loader: RunLoader, run_id: int, path: str, name: str,
-                  entry: dict[str, Any], record: dict[str, Any] | None) -> None:
-    expected_points = record["points"] if record else entry["rows"]
+                  entry: dict[str, Any], expected_points: int, ordered: bool) -> None:
     span = None
     if entry.get("step_min") is not None:
         span = (loader.plan.unit_to_pluto(units_of(entry["step_min"])),
@@ -153,7 +199,7 @@ def _check_series(check: _Checker, http: Transport, loader: RunLoader, run_id: i
     if entry.get("step_min") is not None:
         check.equal(f"{path}: first step", seen.first[0], plan.unit_to_pluto(units_of(entry["step_min"])))
         check.equal(f"{path}: last step", seen.last[0], plan.unit_to_pluto(units_of(entry["step_max"])))
-    if record and record.get("sorted") and record.get("points") == record.get("rows"):
+    if ordered and expected_points == entry.get("rows"):
         check.equal(f"{path}: first value", _value(seen.first[1]), _value(entry.get("first")))
         check.equal(f"{path}: last value", _value(seen.last[1]), _value(entry.get("last")))
 
@@ -217,19 +263,15 @@ def _read_series(http: Transport, run_id: int, project: str, name: str, span: tu
 
 
 def _check_files(check: _Checker, http: Transport, loader: RunLoader, run_id: int,
-                 attributes: dict[str, dict[str, Any]], record: dict[str, list[int]]) -> None:
-    wanted = {loader.encoded.get(p, names.encode_name(p)) for p, e in attributes.items()
-              if kind_of(p, e["type"]) == "files"}
-    if not wanted and not record:
+                 expected: list[tuple[str, str, int]]) -> None:
+    """Every file the stored run has, by log name, file name and size, once; and no other."""
+    if not expected and not any(kind_of(p, t) == "files" for p, t in loader.info.attributes.items()):
         return
     answer = http.api_get("/api/runs/files", {"runId": run_id, "projectName": loader.project}, "file listing")
-    got: dict[str, list[int]] = {}
-    for row in answer.get("files") or []:
-        got.setdefault(str(row.get("logName")), []).append(int(row.get("fileSize") or 0))
-    for name in sorted(wanted | set(record)):
-        expected = record.get(name)
-        if expected is None:
-            check.equal(f"{name}: files", name in got, True)
-            continue
-        check.equal(f"{name}: file sizes", Counter(got.get(name, [])), Counter(expected))
-    check.result.checked["files"] = sum(len(v) for v in record.values())
+    got = Counter((str(row.get("logName")), str(row.get("fileName")), int(row.get("fileSize") or 0))
+                  for row in answer.get("files") or [])
+    want = Counter(expected)
+    for key in sorted(set(got) | set(want)):
+        if got.get(key, 0) != want.get(key, 0):
+            check.equal(f"{key[0]}: file {key[1]!r} ({key[2]} bytes) held", got.get(key, 0), want.get(key, 0))
+    check.result.checked["files"] = sum(want.values())

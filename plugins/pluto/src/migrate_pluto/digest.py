@@ -1,0 +1,79 @@
+"""Digests of what a run's series hold, so a reload can tell what changed since the last load.
+
+Every digest is over canonical bytes and does not depend on how storage cut the rows into batches or
+parts: a re-export of the same content gives the same digests. Tracked kinds (data lines, console lines,
+files) digest row by row, so the digest of a series' first N rows can be taken on the way (`want`):
+that is how a reload proves that the rows Pluto already holds are still the first rows of the series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+import numpy as np
+
+SIZE = 8  # bytes: 64 bits tell changed from unchanged content; this is not a security boundary
+
+
+def _new() -> hashlib._Hash:  # type: ignore[name-defined]
+    return hashlib.blake2b(digest_size=SIZE)
+
+
+EMPTY = _new().hexdigest()
+
+
+class RowDigests:
+    """Per path: rows seen, a running digest, and the digest at the row counts asked for in `want`."""
+
+    def __init__(self, want: dict[str, int] | None = None) -> None:
+        self.rows: dict[str, int] = {}
+        self._hash: dict[str, hashlib._Hash] = {}  # type: ignore[name-defined]
+        self.want = dict(want or {})
+        self.at_want: dict[str, str] = {path: EMPTY for path, n in self.want.items() if n == 0}
+
+    def row(self, path: str, step_units: int | None, time_ms: int, payload: bytes) -> int:
+        """Add one row of `path`; returns its index within the path (0 for the path's first row)."""
+        index = self.rows.get(path, 0)
+        h = self._hash.get(path)
+        if h is None:
+            h = self._hash[path] = _new()
+        h.update(struct.pack("<?qqQ", step_units is not None, step_units or 0, time_ms, len(payload)))
+        h.update(payload)
+        self.rows[path] = index + 1
+        if self.want.get(path) == index + 1:
+            self.at_want[path] = h.hexdigest()
+        return index
+
+    def digest(self, path: str) -> str:
+        h = self._hash.get(path)
+        return h.hexdigest() if h is not None else EMPTY
+
+
+class MetricDigests:
+    """Per metric name, a digest of the points sent (steps, times, values), chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._parts: dict[str, tuple[hashlib._Hash, hashlib._Hash, hashlib._Hash]] = {}  # type: ignore[name-defined]
+
+    def add(self, name: str, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        parts = self._parts.get(name)
+        if parts is None:
+            parts = self._parts[name] = (_new(), _new(), _new())
+        values = np.asarray(values, dtype=np.float64).copy()
+        values[np.isnan(values)] = np.nan  # one NaN bit pattern
+        parts[0].update(np.ascontiguousarray(steps, dtype=np.uint64).tobytes())
+        parts[1].update(np.ascontiguousarray(times, dtype=np.int64).tobytes())
+        parts[2].update(values.tobytes())
+
+    def digest(self, name: str) -> str:
+        parts = self._parts.get(name)
+        if parts is None:
+            return EMPTY
+        whole = _new()
+        for h in parts:
+            whole.update(h.digest())
+        return whole.hexdigest()
+
+    def names(self) -> list[str]:
+        return sorted(self._parts)
