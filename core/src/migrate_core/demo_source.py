@@ -182,12 +182,13 @@ class DemoSource(Source):
         steps = self.config.histogram_steps
         if not steps:
             return
-        rng = self._rng(index, "hist")
         k = np.arange(steps, dtype=np.int64)
         for path, edges in (
             ("histograms/weights", np.linspace(-1.0, 1.0, 11)),
             ("histograms/activations", np.array([0.0, 0.001, 0.01, 0.1, 1.0, 10.0])),
         ):
+            # one generator per series: a run with more steps continues the shorter one (a resumed run)
+            rng = self._rng(index, f"hist:{path}")
             counts = rng.integers(0, 1000, size=(steps, edges.size - 1)).astype(np.float64)
             edges_list = pa.ListArray.from_arrays(
                 pa.array(np.arange(0, steps * edges.size + 1, edges.size), type=pa.int32()),

@@ -51,12 +51,22 @@ class RowDigests:
 
 
 class MetricDigests:
-    """Per metric name, a digest of the points sent (steps, times, values), chunk by chunk."""
+    """Per metric name, a digest of the points sent (steps, times, values), chunk by chunk, and the digest at
+    the point counts asked for in `want` (a chunk that crosses one is cut there)."""
 
-    def __init__(self) -> None:
+    def __init__(self, want: dict[str, int] | None = None) -> None:
         self._parts: dict[str, tuple[hashlib._Hash, hashlib._Hash, hashlib._Hash]] = {}  # type: ignore[name-defined]
+        self.rows: dict[str, int] = {}
+        self.want = dict(want or {})
+        self.at_want: dict[str, str] = {name: EMPTY for name, n in self.want.items() if n == 0}
 
     def add(self, name: str, steps: np.ndarray, times: np.ndarray, values: np.ndarray) -> None:
+        seen = self.rows.get(name, 0)
+        cut = self.want.get(name, -1) - seen
+        if 0 < cut < len(steps):
+            self.add(name, steps[:cut], times[:cut], values[:cut])
+            self.add(name, steps[cut:], times[cut:], values[cut:])
+            return
         parts = self._parts.get(name)
         if parts is None:
             parts = self._parts[name] = (_new(), _new(), _new())
@@ -65,6 +75,9 @@ class MetricDigests:
         parts[0].update(np.ascontiguousarray(steps, dtype=np.uint64).tobytes())
         parts[1].update(np.ascontiguousarray(times, dtype=np.int64).tobytes())
         parts[2].update(values.tobytes())
+        self.rows[name] = seen + len(steps)
+        if self.want.get(name) == self.rows[name] and len(steps):
+            self.at_want[name] = self.digest(name)
 
     def digest(self, name: str) -> str:
         parts = self._parts.get(name)
@@ -72,8 +85,5 @@ class MetricDigests:
             return EMPTY
         whole = _new()
         for h in parts:
-            whole.update(h.digest())
+            whole.update(h.copy().digest())
         return whole.hexdigest()
-
-    def names(self) -> list[str]:
-        return sorted(self._parts)

@@ -11,6 +11,7 @@ the completed load record, then the final status, read back and repaired if a re
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -71,6 +72,7 @@ class RunLoader(FileUploads):
         # what this load decided Pluto already holds
         self.have: dict[str, int] = {}  # tracked path -> leading rows already in Pluto
         self.skip_metrics: set[str] = set()  # encoded metric names Pluto holds unchanged
+        self.have_points: dict[str, int] = {}  # encoded metric name -> leading points Pluto holds unchanged
         self.listed: dict[tuple[str, str], tuple[int, str | None]] | None = None  # (logName, fileName) -> size, url
         self.rows_digests = RowDigests()
         self.metric_digests = MetricDigests()
@@ -100,9 +102,15 @@ class RunLoader(FileUploads):
                 self._decide(details)
                 break
             except NeedsReplacement as exc:
-                if not self.ctx.force or self._replaced:
-                    self._restore_status(details)
+                if self._replaced:
                     raise
+                if not self.ctx.force:
+                    self._restore_status(details)
+                    raise NeedsReplacement(
+                        f"Pluto run {self.state.pluto_id} ({self.state.external_id!r}) holds an earlier load that "
+                        f"cannot be brought up to date in place: {exc}. Nothing was sent. Either load it afresh into "
+                        f"a new Pluto run with `migrate load --force -r '^{re.escape(self.reader.run_id)}$'` (the old run is "
+                        f"kept, tagged {REPLACED_TAG}), or delete that Pluto run and load again") from None
                 self._replace(details, str(exc))
         self.resumed = details is not None
         if self.state.record.complete and self.state.record.export == self.export_id:
@@ -403,22 +411,29 @@ class RunLoader(FileUploads):
             problems.append(f"the run name changed from {details.get('name')!r}")
         if details.get("status") == "FAILED" and not self.meta.failed:
             problems.append("the run is FAILED in Pluto, which no later status overrides")
-        dry = self._dry_pass({path: int(entry[0]) for path, entry in record.tracked.items()})
+        dry = self._dry_pass({path: int(entry[0]) for path, entry in record.tracked.items()},
+                             {name: int(entry[0]) for name, entry in record.metrics.items()})
         for path, (rows, digest) in sorted(record.tracked.items()):
             now = dry.rows_digests.rows.get(path, 0)
             if now < int(rows):
                 problems.append(f"{path}: {int(rows) - now} of its rows are gone from the export")
             elif dry.rows_digests.at_want.get(path) != digest:
                 problems.append(f"{path}: rows Pluto holds changed in the export")
-        points = dry.counted_points()
-        self.skip_metrics = set()
+        points = dry.metric_digests.rows
+        self.skip_metrics, self.have_points = set(), {}
         for name, (count, digest) in sorted(record.metrics.items()):
             if name not in points:
                 problems.append(f"{name}: the metric is gone from the export")
             elif points[name] < int(count):
                 problems.append(f"{name}: {int(count) - points[name]} of its points are gone from the export")
-            elif dry.metric_digests.digest(name) == digest:
-                self.skip_metrics.add(name)
+            elif dry.metric_digests.at_want.get(name) == digest:
+                # the points Pluto holds are still the series' first points: send the rest
+                self.have_points[name] = int(count)
+                if points[name] == int(count):
+                    self.skip_metrics.add(name)
+            else:  # Pluto keeps the point with the latest time per step, so a changed point may not take
+                problems.append(f"{name}: points Pluto holds changed in the export")
+
         if problems:
             raise NeedsReplacement("; ".join(problems[:8]) + (f"; and {len(problems) - 8} more" if len(problems) > 8
                                                               else ""))
@@ -428,13 +443,14 @@ class RunLoader(FileUploads):
         self.ctx.report.note(f"the export changed since its load: sending the changes ({len(self.skip_metrics)} of "
                              f"{len(points)} metric series unchanged)")
 
-    def _dry_pass(self, want: dict[str, int]) -> RunLoader:
+    def _dry_pass(self, want: dict[str, int], want_points: dict[str, int] | None = None) -> RunLoader:
         """Read the run once without sending, for the digests of what it holds now."""
         dry = RunLoader(self.config, self.http, self.store, self.reader, self.ctx, self.kind)
         dry.meta, dry.plan, dry.fallback_ms, dry.encoded, dry.info = (self.meta, self.plan, self.fallback_ms,
                                                                       self.encoded, self.info)
         dry.ctx = RunContext(type(self.ctx.report)(), self.ctx.cancel_event)  # its losses are counted by the load
         dry.rows_digests = RowDigests(want)
+        dry.metric_digests = MetricDigests(want_points)
         dry._sending = False
         for path, value in self.meta.big_strings:
             dry._row_key(BIG_KEY, None, 0, big_payload(path, value), lines=False)
@@ -636,9 +652,15 @@ class RunLoader(FileUploads):
             if name in self.skip_metrics or seg.size == 0:
                 continue
             self._track_steps(name, steps[seg])
+            before = self.metric_digests.rows.get(name, 0)
             self.metric_digests.add(name, steps[seg], times[seg], values_np[seg])
             if not self._sending:
                 continue
+            held = self.have_points.get(name, 0) - before  # the series' leading points Pluto holds unchanged
+            if held >= seg.size:
+                continue
+            if held > 0:
+                seg = seg[held:]
             take = pa.array(seg)
             for start in range(0, seg.size, self.config.request_points):
                 part = seg[start : start + self.config.request_points]
@@ -687,7 +709,7 @@ class RunLoader(FileUploads):
             if entry["rows"] > entry["points"]:
                 self.ctx.report.lost("float_series points sharing a step with another point of the series "
                                      "(Pluto keeps one value per step)", entry["rows"] - entry["points"])
-            self.state.record.metrics[name] = [entry["points"], self.metric_digests.digest(name)]
+            self.state.record.metrics[name] = [self.metric_digests.rows.get(name, 0), self.metric_digests.digest(name)]
         self._series_steps.clear()
 
     # ---------------------------------------------------------------- data (string series, histograms)
