@@ -377,8 +377,16 @@ class Sink(abc.ABC):
         raise NotImplementedError
 
     def unsupported(self, rows_by_type: Mapping[str, int]) -> dict[str, int]:
-        """For `--dry-run`: what this sink cannot represent, as {loss name: count}."""
+        """For `--dry-run`: what this sink cannot represent, as {loss name: count}, from counts alone."""
         return {}
+
+    def predict_losses(self, reader: RunReader) -> dict[str, int]:
+        """For `--dry-run`: what loading this run would report as not carried, by the names and counts the
+        load itself uses. Reads storage only, never the target. The default asks `unsupported()`; a sink
+        whose losses depend on values (decimal steps, nulls, over-long names) reads the run instead."""
+        from .inventory import rows_by_type
+
+        return self.unsupported(rows_by_type(reader.storage, reader.run))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Flush and release clients."""

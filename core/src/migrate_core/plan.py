@@ -6,7 +6,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from .api import Selection, Sink, Source, SourceRun, Storage, StoredRun
+from .api import RunReader, Selection, Sink, Source, SourceRun, Storage, StoredRun
 from .inventory import rows_by_type, stored_bytes
 
 
@@ -48,7 +48,7 @@ def make_plan(
                 continue
             counts = rows_by_type(storage, run)
             entry.update(action="load", rows_by_type=counts, bytes=stored_bytes(run),
-                         unsupported=sink.unsupported(counts))
+                         unsupported=dict(sorted(sink.predict_losses(RunReader(storage, run)).items())))
             for t, n in counts.items():
                 totals[t] = totals.get(t, 0) + n
             for what, n in entry["unsupported"].items():

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pyarrow as pa
+
 from tests.fakes.pluto import FakePluto
 
 from .helpers import record, snapshot
@@ -140,3 +142,30 @@ def test_a_fork_waits_for_a_failed_parent_and_links_after_retry(migrate, fake_pl
         assert fork.fork_run_id == parent.id and fork.fork_step == 150 * 100  # the parent's step scale (x100)
     verified = migrate("verify", "--sink", "pluto", *QUIET, *INTO, "--json")
     assert verified.code == 0, json.dumps(verified.json()["runs"], indent=1)[:3000]
+
+
+def test_dry_run_predicts_the_losses_the_load_reports(migrate, fake_pluto: FakePluto):
+    from migrate_core.testing import MemoryRun
+
+    from tests.memory_plugin import SOURCE_RUNS
+
+    from .test_mapping import P, _hist, params, series
+
+    hostile = MemoryRun(P, "H-1", pa.Table.from_batches([
+        params("H-1", [("sys/tags", "string_set", "string_set_value", [f"t{i}" for i in range(60)])]),
+        series("H-1", "m/dup", [0, 1_000_000, 1_000_000, 2_000_000], [1.0, 2.0, 3.0, 4.0]),
+        series("H-1", "m/null", [0, 1_000_000, 2_000_000], [1.0, None, 3.0]),
+        series("H-1", "m/early", [0, 1_000_000, 2_000_000], [1.0, 2.0, 3.0], times=[-5_000, -1, 10]),
+        _hist("H-1", "h", [[0.0, 1.0, 5.0]] * 3, [[1, 2]] * 3),
+    ]))
+    SOURCE_RUNS.append(hostile)
+    assert migrate("export", "--source", "memory").code == 0
+    plan = migrate("load", "--sink", "pluto", *QUIET, *INTO, "--dry-run", "--json").json()
+    predicted = plan["load"]["not_representable"]
+    assert fake_pluto.count("POST /api/runs/create") == 0  # a dry run reads storage only
+    loaded = migrate("load", "--sink", "pluto", *QUIET, *INTO, "--json").json()
+    assert loaded["stages"]["load"]["ok"] == 1
+    assert predicted == loaded["losses"], (predicted, loaded["losses"])
+    assert predicted["points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)"] == 2
+    assert predicted["float_series points without a value"] == 1
+    assert len(predicted) >= 5

@@ -443,12 +443,24 @@ class RunLoader(FileUploads):
         self.ctx.report.note(f"the export changed since its load: sending the changes ({len(self.skip_metrics)} of "
                              f"{len(points)} metric series unchanged)")
 
-    def _dry_pass(self, want: dict[str, int], want_points: dict[str, int] | None = None) -> RunLoader:
-        """Read the run once without sending, for the digests of what it holds now."""
+    def predict(self) -> None:
+        """Count in the report what a load would count as not carried, sending nothing (`--dry-run`)."""
+        info = scan(self.reader, self.config.read_batch_rows)
+        self._prepare(info)
+        _tags, overflow = names.run_tags(self.meta.tags, self.reader.project_id)
+        if overflow:
+            self.ctx.report.lost("tags over Pluto's limits (kept in config _migrate.tags_overflow)", len(overflow))
+        dry = self._dry_pass({}, report=self.ctx.report)
+        dry._record_metrics()
+
+    def _dry_pass(self, want: dict[str, int], want_points: dict[str, int] | None = None,
+                  report: Any = None) -> RunLoader:
+        """Read the run once without sending, for the digests of what it holds now. Its losses go to
+        `report` (by default nowhere: the load that asked counts them as it sends)."""
         dry = RunLoader(self.config, self.http, self.store, self.reader, self.ctx, self.kind)
         dry.meta, dry.plan, dry.fallback_ms, dry.encoded, dry.info = (self.meta, self.plan, self.fallback_ms,
                                                                       self.encoded, self.info)
-        dry.ctx = RunContext(type(self.ctx.report)(), self.ctx.cancel_event)  # its losses are counted by the load
+        dry.ctx = RunContext(report if report is not None else type(self.ctx.report)(), self.ctx.cancel_event)
         dry.rows_digests = RowDigests(want)
         dry.metric_digests = MetricDigests(want_points)
         dry._sending = False

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
 
 from migrate_core.api import RunContext, RunReader, Sink, VerifyResult
 
@@ -28,8 +28,17 @@ class PlutoSink(Sink):
     def target(self) -> str:
         return f"pluto:{self.endpoints.api}/{self.config.project or '<source project>'}"
 
-    def unsupported(self, rows_by_type: Any) -> dict[str, int]:
-        return {}
+    def predict_losses(self, reader: RunReader) -> dict[str, int]:
+        """What a load of this run would count as not carried: the same code reads the run, sends nothing."""
+        from migrate_core.api import RunReport
+
+        report = RunReport()
+        ctx = RunContext(report, threading.Event())
+        # the state directory is read (a fork's parent plan), never made: a dry run writes nothing
+        store = StateStore(reader.storage.state_dir() / "plugins" / "pluto", self.target())
+        loader = RunLoader(self.config, None, store, reader, ctx, self.kind(reader))  # type: ignore[arg-type]
+        loader.predict()
+        return dict(report.losses)
 
     def transport(self, ctx: RunContext | None = None) -> Transport:
         cancel = ctx.cancel_event if ctx is not None else None

@@ -88,10 +88,16 @@ class FileUploads:
         paths = rows["attribute_path"].to_pylist()
         stored = [None if v is None else v.get("path") for v in rows["file_value"].to_pylist()]
         for i, path in enumerate(paths):
-            try:
-                members = self._members(stored[i]) if stored[i] is not None else []
-            except (UnsafePathError, FileNotFoundError, NotADirectoryError):
-                members = []
+            members = []
+            if stored[i] is None:
+                self.ctx.report.lost("file rows without a path")
+            else:
+                try:
+                    members = self._members(stored[i])
+                except UnsafePathError:
+                    self.ctx.report.lost("files with escaping paths")
+                except (FileNotFoundError, NotADirectoryError):
+                    self.ctx.report.lost("files missing from storage")
             self._row_key(path, int(steps[i]) if ok_step[i] else None, int(times[i]),
                           self._file_payload(stored[i], members), lines=False)
             name = self.encoded.get(path, names.encode_name(path))
