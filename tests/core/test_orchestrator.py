@@ -235,3 +235,22 @@ def test_export_workers_bound_concurrent_exports(tmp_path):
         Orchestrator(MemoryStorage(tmp_path / str(export_workers)), source=source, workers=4,
                      export_workers=export_workers).export()
         assert source.peak == peak
+
+
+def test_run_holds_a_fork_listed_before_its_parent_until_the_parent_loaded(tmp_path):
+    """The lazy listing may list a fork first: it must wait for a parent the listing has not produced yet."""
+    def one(run_id, parent=None):
+        rows = [make_batch("ws/p", run_id, "m", "float_series", 3, float_value=[1.0, 2.0, 3.0],
+                           step=pa.array([0, 1, 2], type=pa.decimal128(18, 6)))]
+        if parent:
+            rows.append(make_batch("ws/p", run_id, "sys/forking/parent", "string", 1, string_value=[parent]))
+        return MemoryRun("ws/p", run_id, pa.Table.from_batches(rows), parent_run_id=parent)
+
+    runs = [one("FORK", "ROOT"), *[one(f"OTHER-{i}") for i in range(6)], one("ROOT")]
+    storage = MemoryStorage(tmp_path)
+    sink = MemorySink()  # raises when a fork loads before its parent
+    summary = Orchestrator(storage, source=MemorySource(runs), sink=sink, workers=1).run()
+    statuses = {(o.stage, o.run_id): o.status for o in summary.outcomes}
+    assert statuses[("load", "FORK")] == "ok", summary.as_json()
+    order = list(sink.loaded)
+    assert order.index(("ws/p", "ROOT")) < order.index(("ws/p", "FORK"))

@@ -308,6 +308,23 @@ def test_fork_points_at_the_loaded_parent_and_its_step(fake_pluto, tmp_path):
     assert "parent" not in json.dumps(f.config.get("cfg", {}))
 
 
+def test_a_fork_finer_than_its_parent_links_on_the_parents_scale_and_says_so(fake_pluto, tmp_path):
+    parent = MemoryRun(P, "R-1", pa.Table.from_batches([series("R-1", "m", [0, 1_000_000, 2_000_000], [1.0, 2.0, 3.0])]))
+    fork = MemoryRun(P, "R-2", pa.Table.from_batches([
+        params("R-2", [("sys/forking/parent", "string", "string_value", "R-1"),
+                       ("sys/forking/step", "float", "float_value", 2.0)]),
+        series("R-2", "m", [2_500_000, 3_000_000], [4.0, 5.0])]), parent_run_id="R-1")
+    storage = neptune_storage(tmp_path, [parent, fork])
+    sink = make_sink(fake_pluto)
+    load(sink, storage, P, "R-1")
+    report = load(sink, storage, P, "R-2")
+    f = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-2")
+    assert f.fork_step == 2  # step 2 of the parent, which Pluto holds at scale 1 (the fork's own scale is 10)
+    assert f.config["_migrate"]["step_scale"] == 10 and sorted(f.metric("m")) == [25, 30]
+    assert report.losses == {"forks on a finer step scale than their parent (forkStep is on the parent's scale; "
+                             "both scales are in config _migrate)": 1}
+
+
 def test_blank_names_and_pre_1970_times_have_a_clear_outcome(fake_pluto, tmp_path):
     run, report = loaded(fake_pluto, tmp_path, "R-1", series("R-1", " ", [0, 1_000_000], [1.0, 2.0], [-5, 10]))
     assert run.config["_migrate"]["names"] == {"%20": " "}
