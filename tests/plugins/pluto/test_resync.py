@@ -169,3 +169,38 @@ def test_dry_run_predicts_the_losses_the_load_reports(migrate, fake_pluto: FakeP
     assert predicted["points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)"] == 2
     assert predicted["float_series points without a value"] == 1
     assert len(predicted) >= 5
+
+
+def test_new_decimal_steps_after_a_load_never_collapse(fake_pluto: FakePluto, tmp_path):
+    """A re-export that needs a finer step scale cannot reuse the one Pluto's points were sent with."""
+    import pytest
+    from migrate_core.testing import MemoryRun
+
+    from .helpers import load, make_sink
+    from .test_mapping import P, neptune_storage, series
+
+    def storage(name, units):
+        return neptune_storage(tmp_path / name, [MemoryRun(P, "R-1", pa.Table.from_batches(
+            [series("R-1", "m", units, [float(i) for i in range(len(units))])]))])
+
+    first = storage("v1", [0, 1_000_000, 2_000_000])
+    sink = make_sink(fake_pluto)
+    load(sink, first, P, "R-1")
+    finer = storage("v2", [0, 1_000_000, 2_000_000, 2_500_000])  # 2.5: the run now needs scale 10
+    with fake_pluto.state.lock:
+        run = fake_pluto.state.find_external("ws-proj", f"neptune:{P}:R-1")
+    with pytest.raises(Exception, match="step scale 10 .* scale 1 ") as failure:
+        load(sink, finer, P, "R-1")
+    assert "--force" in str(failure.value)
+    assert sorted(run.metric("m")) == [0, 1, 2]  # nothing sent: 2.5 did not land on step 2
+    assert run.status == "COMPLETED"
+
+    import threading
+
+    from migrate_core.api import RunContext, RunReader, RunReport
+
+    report = RunReport()
+    sink.load_run(RunReader(finer, finer.get_run(P, "R-1")), RunContext(report, threading.Event(), force=True))
+    with fake_pluto.state.lock:
+        new = fake_pluto.state.find_external("ws-proj", f"neptune:{P}:R-1#1")
+    assert sorted(new.metric("m")) == [0, 10, 20, 25] and new.config["_migrate"]["step_scale"] == 10

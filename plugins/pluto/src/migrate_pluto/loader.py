@@ -631,7 +631,11 @@ class RunLoader(FileUploads):
         if early:
             self.ctx.report.lost("points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)", early)
             times_np = np.maximum(times_np, 0)
-        steps = np.where(units - self.plan.offset_units >= 0, units - self.plan.offset_units, 0) // self.plan.divisor
+        shifted = units - self.plan.offset_units
+        below = int(((shifted < 0) & has_step.to_numpy(zero_copy_only=False)).sum())
+        if below:  # the plan covers every step of the run, so only a defect gets here: say so, never clamp quietly
+            self.ctx.report.lost("points below the run's step offset (sent at step 0)", below)
+        steps = np.where(shifted >= 0, shifted, 0) // self.plan.divisor
         return steps.astype(np.uint64), times_np.astype(np.int64), has_step
 
     # ---------------------------------------------------------------- metrics
