@@ -13,6 +13,7 @@ loaders ignore them (exporter-format.md section 7.1).
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import re
 import shutil
@@ -215,6 +216,9 @@ class LocalFsStorage(Storage):
             ])
             if not complete:
                 problem = "interrupted export (.tmp parts, no part_0)" if pending else "no part_0"
+            else:
+                problem = _gap(committed)
+                complete = problem is None
         return StoredRun(
             project_id=project_id,
             run_id=run_id,
@@ -568,3 +572,15 @@ class LocalRunWriter(RunWriter):
             self._writer, self._sink = None, None
             for n in range(len(self._parts) + 1):
                 self._part_path(n).unlink(missing_ok=True)
+
+
+def _gap(committed: dict[int, Path]) -> str | None:
+    """A foreign dump's parts run part_0, part_1, ... without a gap (the exporter numbers them so and renames
+    them all before part_0): a missing number is a lost part, which part_0's presence alone would hide."""
+    top = max(committed)
+    if top + 1 == len(committed):
+        return None
+    missing = list(itertools.islice((n for n in range(top) if n not in committed), 10))
+    more = top + 1 - len(committed) - len(missing)
+    names = ", ".join(f"part_{n}" for n in missing) + (f" and {more} more" if more else "")
+    return f"{names} missing (a neptune-exporter dump numbers its parts from part_0 without a gap)"

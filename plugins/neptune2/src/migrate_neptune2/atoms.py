@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 import pyarrow as pa
+from migrate_core.api import RunReport
 from migrate_core.format import make_batch
 
 from .listing import parse_time
@@ -66,8 +67,16 @@ def atom_value(api_type: str, props: dict[str, Any]) -> Any:
     return value
 
 
-def parameter_batch(project_id: str, run_id: str, attributes: list[dict[str, Any]]) -> pa.RecordBatch | None:
-    """One batch with a row per atom attribute (columns filled per type, everything else null)."""
+UNPARSABLE_DATETIME = ("datetime parameters the server sent in a form that could not be parsed "
+                       "(exported empty; raw text in notes)")
+
+
+def parameter_batch(project_id: str, run_id: str, attributes: list[dict[str, Any]],
+                    report: RunReport) -> pa.RecordBatch | None:
+    """One batch with a row per atom attribute (columns filled per type, everything else null).
+
+    A datetime the server sent as text that does not parse is exported empty; it is counted, and its text
+    goes into the report's notes (kept in the run manifest), so nothing disappears quietly."""
     if not attributes:
         return None
     n = len(attributes)
@@ -78,5 +87,12 @@ def parameter_batch(project_id: str, run_id: str, attributes: list[dict[str, Any
         canonical, column = ATOM_TYPES[api_type]
         paths.append(attribute["name"])
         types.append(canonical)
-        columns.setdefault(column, [None] * n)[i] = atom_value(api_type, properties(attribute))
+        props = properties(attribute)
+        value = atom_value(api_type, props)
+        raw = props.get("value")
+        if api_type == "datetime" and value is None and isinstance(raw, str):
+            report.lost(UNPARSABLE_DATETIME)
+            shown = repr(raw) if len(raw) <= 1000 else f"{raw[:1000]!r}... ({len(raw)} characters)"
+            report.note(f"{attribute['name']}: unparsable datetime {shown}")
+        columns.setdefault(column, [None] * n)[i] = value
     return make_batch(project_id, run_id, pa.array(paths, pa.string()), pa.array(types, pa.string()), n, **columns)

@@ -151,7 +151,7 @@ class Neptune2Source(Source):
                 continue
             (atoms if api_type in ATOM_TYPES else series if api_type in SERIES_TYPES else files).append(attribute)
 
-        batch = parameter_batch(run.project_id, run.run_id, atoms)
+        batch = parameter_batch(run.project_id, run.run_id, atoms, ctx.report)
         if batch is not None:
             self._write(writer, ctx, batch)
         # the first page of the next few series is requested while one is written: most series fit in one page

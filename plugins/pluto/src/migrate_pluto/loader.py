@@ -625,6 +625,15 @@ class RunLoader(FileUploads):
         has_step = pc.is_valid(step)
         units = step_units(step)
         ts = rows["timestamp"].combine_chunks()
+        # a series point needs a time in Pluto: one without is sent at the run's creation time, and counted
+        # (a plain file has no time of its own in Neptune, so giving it one loses nothing)
+        series = value_mask(rows["attribute_type"], lambda t: t is not None and t.endswith("_series"))
+        untimed = pc.sum(pc.and_(pc.is_null(ts), series)).as_py() or 0
+        if untimed:
+            self.ctx.report.lost("series points without a timestamp (sent with the run's creation time)"
+                                 if self.meta.created_ms is not None else
+                                 "series points without a timestamp (sent as 1970-01-01: the run has no "
+                                 "creation time)", untimed)
         times = pc.cast(ts.cast(TIMESTAMP_TYPE), pa.int64()).fill_null(self.fallback_ms)
         times_np = times.to_numpy(zero_copy_only=False)
         early = int((times_np < 0).sum())

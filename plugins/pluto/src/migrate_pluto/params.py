@@ -2,14 +2,16 @@
 
 Every parameter goes into the config, nested by its `/` path (`parameters/optim/lr` ->
 `{"parameters": {"optim": {"lr": ...}}}`); a path that is both a value and a namespace keeps the value
-under `_value`. Datetimes become ISO-8601 UTC strings, string sets lists, non-finite floats the strings
-"NaN"/"Infinity"/"-Infinity" (JSON has no such numbers). `sys/*` also feeds the run itself: name, tags,
-created/updated times, failed status and fork lineage.
+under `_value`, and a parameter key that looks like one of ours (`_value`, `_migrate`, `_migrate_file`)
+gets one more leading `_`. Datetimes become ISO-8601 UTC strings, string sets lists, non-finite floats
+the strings "NaN"/"Infinity"/"-Infinity" (JSON has no such numbers). `sys/*` also feeds the run itself:
+name, tags, created/updated times, failed status and fork lineage.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -65,20 +67,44 @@ def config_value(type_: str, value: Any) -> Any:
     return value
 
 
-def nest(config: dict[str, Any], path: str, value: Any) -> None:
-    parts = path.split("/")
-    node = config
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = {} if part not in node else {"_value": child}
-            node[part] = child
-        node = child
-    leaf = parts[-1]
-    if isinstance(node.get(leaf), dict):
-        node[leaf]["_value"] = value
-    else:
-        node[leaf] = value
+# keys the config uses itself: `_value` (a path's own value beside its namespace), `_migrate` (our record) and
+# `_migrate_file` (an over-long string sent as a file). A parameter key of that form gets one more `_`, so
+# `a/_value` -> `__value`, `a/__value` -> `___value`: the mapping is injective and nothing is overwritten.
+_OURS = re.compile(r"_+(?:value|migrate|migrate_file)")
+
+
+def config_key(part: str) -> str:
+    return "_" + part if _OURS.fullmatch(part) else part
+
+
+class _Node:
+    """One config key: its own value (if the path is a parameter) and its children (if a namespace)."""
+
+    __slots__ = ("children", "has_value", "value")
+
+    def __init__(self) -> None:
+        self.has_value = False
+        self.value: Any = None
+        self.children: dict[str, _Node] = {}
+
+    def render(self) -> Any:
+        if not self.children:
+            return self.value
+        out = {key: child.render() for key, child in self.children.items()}
+        if self.has_value:
+            out["_value"] = self.value
+        return out
+
+
+def nested(items: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`(path, value)` pairs -> the config, nested by `/`; the same whatever the order of the pairs."""
+    root = _Node()
+    for path, value in items:
+        node = root
+        for part in path.split("/"):
+            node = node.children.setdefault(config_key(part), _Node())
+        node.has_value, node.value = True, value
+    return root.render() if root.children else {}
 
 
 def run_meta(rows: pa.Table, max_string: int) -> RunMeta:
@@ -87,13 +113,14 @@ def run_meta(rows: pa.Table, max_string: int) -> RunMeta:
     paths = rows.column("attribute_path").to_pylist()
     types = rows.column("attribute_type").to_pylist()
     columns = {name: rows.column(name).to_pylist() for name in set(VALUE_COLUMN[t] for t in set(types))}
+    items: list[tuple[str, Any]] = []
     for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
         raw = columns[VALUE_COLUMN[type_]][i]
         if type_ == "string" and raw is not None and len(raw) > max_string:
             meta.big_strings.append((path, raw))
-            nest(meta.config, path, {"_migrate_file": path, "length": len(raw)})
+            items.append((path, {"_migrate_file": path, "length": len(raw)}))
             continue
-        nest(meta.config, path, config_value(type_, raw))
+        items.append((path, config_value(type_, raw)))
         if path == NAME and raw:
             meta.name = str(raw)
         elif path == TAGS and raw is not None:
@@ -108,4 +135,5 @@ def run_meta(rows: pa.Table, max_string: int) -> RunMeta:
             meta.fork_parent = str(raw)
         elif path == FORK_STEP and raw is not None:
             meta.fork_step = raw
+    meta.config = nested(items)
     return meta
