@@ -106,3 +106,11 @@ def test_plain_timestamps_stay_loss_free(fake_pluto, tmp_path):
                            make_batch(P, "R-1", "m", "float_series", 2, step=steps_from_units(np.array([0, 1_000_000])),
                                       timestamp=timestamps_ms([T0, T0 + 1]), float_value=pa.array([1.0, 2.0])))
     assert not report.losses
+
+
+def test_parameter_rows_repeating_a_path_are_counted(fake_pluto, tmp_path):
+    rows = make_batch(P, "R-1", pa.array(["p/lr", "p/lr", "p/lr", "p/other"]), "float", 4,
+                      float_value=pa.array([0.1, 0.2, 0.3, 1.0]))
+    run, report = _loaded(fake_pluto, tmp_path, rows)
+    assert run.config["p"] == {"lr": 0.3, "other": 1.0}
+    assert report.losses == {"parameter rows repeating a path (the config keeps the last)": 2}

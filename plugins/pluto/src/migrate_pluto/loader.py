@@ -140,6 +140,7 @@ class RunLoader(FileUploads):
     def _prepare(self, info: Scan) -> None:
         if info.params is not None:
             self.meta = run_meta(info.params, self.config.max_config_string)
+            self.ctx.report.lost("parameter rows repeating a path (the config keeps the last)", self.meta.repeated)
         for type_, count in info.unknown_types.items():
             self.ctx.report.lost(f"rows of unknown attribute type {type_!r}", count)
         self.plan = info.planner.plan()

@@ -41,6 +41,7 @@ class RunMeta:
     fork_step: Any = None
     big_strings: list[tuple[str, str]] = field(default_factory=list)  # (path, value) too long for config
     params: int = 0
+    repeated: int = 0  # parameter rows whose path an earlier row already had
 
 
 def iso(value: datetime) -> str:
@@ -114,8 +115,12 @@ def run_meta(rows: pa.Table, max_string: int) -> RunMeta:
     types = rows.column("attribute_type").to_pylist()
     columns = {name: rows.column(name).to_pylist() for name in set(VALUE_COLUMN[t] for t in set(types))}
     items: list[tuple[str, Any]] = []
+    seen: set[str] = set()
     for i, (path, type_) in enumerate(zip(paths, types, strict=True)):
         raw = columns[VALUE_COLUMN[type_]][i]
+        if path in seen:  # a dump may hold a path twice; the config keeps one value, the last
+            meta.repeated += 1
+        seen.add(path)
         if type_ == "string" and raw is not None and len(raw) > max_string:
             meta.big_strings.append((path, raw))
             items.append((path, {"_migrate_file": path, "length": len(raw)}))
