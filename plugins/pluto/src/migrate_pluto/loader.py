@@ -29,7 +29,7 @@ from .params import RunMeta, run_meta
 from .pipeline import Pipeline
 from .scan import Scan, kind_of, scan, value_mask
 from .settings import PlutoConfig
-from .state import RECORD_KEY, LoadRecord, RunState, StateStore
+from .state import DIGEST, RECORD_KEY, LoadRecord, RunState, StateStore
 from .steps import StepPlan, units_of
 from .transport import Transport
 from .uploads import BIG_KEY, FileUploads, big_payload
@@ -377,6 +377,9 @@ class RunLoader(FileUploads):
         if not record.complete:
             raise NeedsReplacement("an earlier load of an older export of this run was interrupted, so Pluto holds "
                                    "an unknown part of it")
+        if record.digest != DIGEST:
+            raise NeedsReplacement(f"Pluto's record of the load was made with digests {record.digest!r}, which this "
+                                   f"version cannot compare ({DIGEST!r})")
         self._check_plan(record)
         self._decide_delta(record, details)
 

@@ -23,6 +23,7 @@ from migrate_core.format import sanitize_path_part
 from migrate_core.manifest import write_json_atomic
 
 VERSION = 2
+DIGEST = "sha256/64"  # digest.py
 RECORD_KEY = "load"  # config["_migrate"]["load"]
 
 
@@ -37,6 +38,7 @@ class LoadRecord:
     metrics: dict[str, list[Any]] = field(default_factory=dict)  # encoded name -> [rows, digest] (when complete)
     lines: int = 0  # console lines acknowledged
     pending: str | None = None  # JSON of a request sent but not yet acknowledged (see RunLoader._tracked)
+    digest: str = DIGEST  # how the digests above were made; a record made another way cannot be compared
 
     def as_config(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +61,7 @@ class LoadRecord:
                          if isinstance(v, list) and len(v) == 2},
                 lines=int(data.get("lines") or 0),
                 pending=data.get("pending") if isinstance(data.get("pending"), str) else None,
+                digest=str(data.get("digest") or DIGEST),
             )
         except (TypeError, ValueError):
             return None
