@@ -238,3 +238,36 @@ def test_a_long_string_parameter_interrupted_mid_upload_resumes_to_the_same_url(
     load(make_sink(fake_pluto, project="victim", max_config_string=100), victim, P, "R-1")
     assert fake_pluto.count("POST /files") == presigns  # resumed to the saved URL, not presigned again
     assert snapshot(fake_pluto, "victim", f"neptune:{P}:R-1") == snapshot(fake_pluto, "ref", f"neptune:{P}:R-1")
+
+
+@pytest.mark.parametrize("path", [r"^/ingest/logs$", r"^/s3/", r"^/ingest/metrics$"])
+def test_kill_9_then_rerun_on_a_machine_without_the_state_equals_one_load(killable, path, tmp_path):
+    """kill -9 mid-load, then resume from a copy of the dump without its state folder (a new machine): what
+    Pluto acknowledged is read back from Pluto, so nothing is sent twice."""
+    import shutil
+
+    srv, cwd, env, want = killable
+    project = f"lost{abs(hash(path)) % 10**6}"
+    machine = tmp_path / "machine"
+    shutil.copytree(cwd / "exports", machine / "exports", ignore=shutil.ignore_patterns("migrate-state"))
+    load_args = _cli("load", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}")
+    srv.faults.add(path, "slow", times=1, delay=0.0)
+    held = srv.faults.add(path, "slow", times=1, delay=1.0)
+    victim = subprocess.Popen(load_args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while held.hits == 0 and victim.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert held.hits == 1, "the load never reached the kill point"
+    finally:
+        os.kill(victim.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+    time.sleep(1.2)  # the held request completes on the server: committed, never acknowledged
+    resumed = subprocess.run(load_args, cwd=machine, env=env, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    got = _snapshots(srv, project)
+    for run_id in want:
+        assert got[run_id] == want[run_id], run_id
+    verified = subprocess.run(_cli("verify", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}"),
+                              cwd=tmp_path / "machine", env=env, capture_output=True, text=True, timeout=120)
+    assert verified.returncode == 0, verified.stdout
