@@ -223,3 +223,36 @@ def test_source_flags_reach_neptune_sources(migrate, monkeypatch):
                     "skip_failed_attributes": True}
     migrate("export", "--source", "neptune3", "--archived", "only")
     assert seen["archived"] == "only"
+
+
+def test_an_sdk_logging_to_stdout_never_breaks_json(migrate, capsys):
+    """The `neptune` client adds a stdout handler to the `neptune` logger at import; neptune-query logs
+    through that logger. Whatever an SDK logs must reach stderr, or `--json` is no longer JSON."""
+    import logging
+    import sys
+
+    from tests.memory_plugin import SOURCE_RUNS
+
+    class Chatty(logging.StreamHandler):
+        @property  # like neptune's GrabbableStdoutHandler: whatever sys.stdout is now
+        def stream(self):
+            return sys.stdout
+
+        @stream.setter
+        def stream(self, _value):
+            pass
+
+    sdk = logging.getLogger("neptune")
+    sdk.addHandler(Chatty())
+    sdk.setLevel(logging.INFO)
+    try:
+        SOURCE_RUNS.append(MemoryRun("ws/p", "R-1", pa.Table.from_batches(
+            [make_batch("ws/p", "R-1", "x", "int", 1, int_value=[1])])))
+        result = migrate("export", "--source", "memory", "--json")
+        sdk.info("Downloading file from aws storage")  # as neptune-query does while a run exports
+        assert result.code == 0
+        assert result.json()["stages"]["export"]["ok"] == 1
+        assert "Downloading" not in capsys.readouterr().out
+    finally:
+        for handler in list(sdk.handlers):
+            sdk.removeHandler(handler)

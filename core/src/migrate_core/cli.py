@@ -22,7 +22,7 @@ from . import __version__
 from . import config as cfg
 from .api import Selection, Sink, Source, Storage
 from .errors import MigrateError, PluginError, UsageError
-from .logsetup import configure_logging
+from .logsetup import configure_logging, keep_stdout_for_results
 from .plugins import KINDS, Registry, discover
 
 app = typer.Typer(
@@ -348,6 +348,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     storage = session.storage()
     source = session.source() if need_source else None
     sink = session.sink() if need_sink else None
+    keep_stdout_for_results()  # the factories imported the SDKs, some of which log to stdout
     selection = session.selection()
     try:
         orch = Orchestrator(

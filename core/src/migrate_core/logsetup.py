@@ -60,3 +60,29 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(max(LEVELS[level], logging.WARNING))
+
+
+def keep_stdout_for_results() -> int:
+    """Move every standard-library log handler that writes to stdout over to stderr; returns how many.
+
+    Some SDKs log to stdout from the moment they are imported (the `neptune` client adds a stdout handler to
+    the `neptune` logger, which neptune-query logs through too), and a log line on stdout breaks `--json`.
+    Called after the plugins' factories ran, since they import the SDKs."""
+    moved = 0
+    loggers = [logging.getLogger()] + [logger for logger in logging.root.manager.loggerDict.values()
+                                       if isinstance(logger, logging.Logger)]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if not isinstance(handler, logging.StreamHandler) or isinstance(handler, _StderrHandler):
+                continue
+            if handler.stream not in (sys.stdout, sys.__stdout__):
+                continue
+            replacement = _StderrHandler()
+            replacement.setLevel(handler.level)
+            replacement.setFormatter(handler.formatter)
+            for item in handler.filters:
+                replacement.addFilter(item)
+            logger.removeHandler(handler)
+            logger.addHandler(replacement)
+            moved += 1
+    return moved
