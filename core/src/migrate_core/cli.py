@@ -632,10 +632,15 @@ def inspect(
         if selection.wants_project(r.project_id) and selection.wants_run(r.run_id)
     ]
     states: dict[tuple[str, str], dict[str, str]] = {}
+    exports = {r.key: r for r in stored}
     if (storage_obj.state_dir() / LEDGER_FILE).exists():
         ledger = Ledger(storage_obj.state_dir())
         for entry in ledger.entries():
-            states.setdefault((entry.project_id, entry.run_id), {})[entry.target] = entry.state
+            state = entry.state
+            run = exports.get((entry.project_id, entry.run_id))
+            if state == "done" and entry.export_id and run is not None and entry.export_id != run.export_id:
+                state = "done, older export (the next load sends the changes)"
+            states.setdefault((entry.project_id, entry.run_id), {})[entry.target] = state
         ledger.close()
     rows = [describe_run(storage_obj, r, states.get(r.key)) for r in stored]
     if json_out:

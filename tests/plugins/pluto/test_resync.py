@@ -44,6 +44,8 @@ def test_a_reexported_run_loads_only_its_changes_and_equals_a_fresh_load(migrate
     writes_v1 = _raw_writes(fake_pluto, "p", 1)
     assert migrate("export", "--source", "demo", "--force", *V2).code == 0
 
+    inspected = {r["run_id"]: r for r in migrate("inspect", "--json").json()}
+    assert "older export" in json.dumps(inspected["DEMO-1"])
     # the ledger says "loaded", but for another export: the changes are loaded, the fork cannot be
     result = migrate("load", "--sink", "pluto", *QUIET, *INTO, "--json")
     runs = {r["run_id"]: r for r in result.json()["runs"]}
