@@ -38,7 +38,7 @@ class Fault(FaultRule):
     times: int | None = 1
     method: str | None = None
     status: int | None = None
-    retry_after: float | None = None
+    retry_after: float | str | None = None
     delay: float = 0.0
     body: Any = None
     body_regex: str | None = None
@@ -70,7 +70,7 @@ class FaultInjector(FaultRules[Fault]):
         times: int | None = 1,
         method: str | None = None,
         status: int | None = None,
-        retry_after: float | None = None,
+        retry_after: float | str | None = None,
         delay: float = 0.0,
         body: Any = None,
         body_regex: str | None = None,

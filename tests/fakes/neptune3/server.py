@@ -290,7 +290,7 @@ class FakeNeptune3(ServedFake):
             return None
         if fault.kind == "429":
             answer = Answer.error(fault.status or 429, "Too Many Requests", "TOO_MANY_REQUESTS")
-            answer.headers["Retry-After"] = f"{1.0 if fault.retry_after is None else fault.retry_after:g}"
+            answer.headers["Retry-After"] = _retry_after(1.0 if fault.retry_after is None else fault.retry_after)
             return answer
         if fault.kind == "expired_token":
             return Answer.error(401, "Access token expired", "UNAUTHORIZED")
@@ -306,7 +306,7 @@ class FakeNeptune3(ServedFake):
         else:
             answer = Answer.error(status, f"injected HTTP {status}")
         if fault.retry_after is not None:
-            answer.headers["Retry-After"] = f"{fault.retry_after:g}"
+            answer.headers["Retry-After"] = _retry_after(fault.retry_after)
         return answer
 
     def _route(self, request: _Request) -> Answer:
@@ -444,3 +444,8 @@ class FakeNeptune3(ServedFake):
 
     def _ingest_check(self, request: _Request) -> Answer:
         return Answer(body=write_api.check_status(self.store, request.raw))
+
+
+def _retry_after(value: float | str) -> str:
+    """Seconds (``7``) or, given as a string, verbatim (an HTTP date)."""
+    return value if isinstance(value, str) else f"{value:g}"

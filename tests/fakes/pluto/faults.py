@@ -4,7 +4,7 @@
 fail.  Kinds:
 
 ``"5xx"``    answer ``status`` (default 503) with a JSON error body
-``"429"``    answer 429 with ``Retry-After: retry_after`` (default 1 s)
+``"429"``    answer 429 with ``Retry-After: retry_after`` (default 1 s; a string is sent as is, e.g. an HTTP date)
 ``"drop"``   read the request, then close the connection without any response
 ``"slow"``   sleep ``delay`` seconds (default 1 s), then answer normally
 ``"422"``    answer 422 ``STREAM_DECODING_ERROR`` (what a bad NDJSON line produces)
@@ -34,7 +34,7 @@ class Fault(FaultRule):
     times: int | None = 1
     method: str | None = None
     status: int = 503
-    retry_after: float = 1
+    retry_after: float | str = 1
     delay: float = 1.0
     process: bool = False
     hits: int = 0
@@ -55,7 +55,7 @@ class FaultSet(FaultRules[Fault]):
         *,
         method: str | None = None,
         status: int | None = None,
-        retry_after: float = 1,
+        retry_after: float | str = 1,
         delay: float = 1.0,
         process: bool = False,
     ) -> Fault:

@@ -213,7 +213,7 @@ class _Handler(FakeRequestHandler):
             resp = _json(
                 429,
                 {"code": "RATE_LIMIT_EXCEEDED", "message": "Too many requests (injected)"},
-                {"Retry-After": f"{fault.retry_after:g}"},
+                {"Retry-After": retry_after_header(fault.retry_after)},
             )
         elif fault.kind == "422":
             resp = _json(
@@ -1191,3 +1191,8 @@ class FakePluto(ServedFake):
                 runs.append(d)
             counts = dict(self.counts)
         return _json(200, {"organization": self.state.org_slug, "runs": runs, "counts": counts})
+
+
+def retry_after_header(value: float | str) -> str:
+    """A Retry-After value as sent: seconds (``7``) or, given as a string, verbatim (an HTTP date)."""
+    return value if isinstance(value, str) else f"{value:g}"

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 
 import numpy as np
 import pyarrow as pa
@@ -12,18 +15,21 @@ from migrate_core.api import RunReport
 from migrate_core.orchestrator import Orchestrator
 from migrate_core.testing import MemoryRun
 from migrate_pluto.errors import PlutoError
-from migrate_pluto.transport import Transport
+from migrate_pluto.transport import MAX_RETRY_AFTER, Transport
 
 from .helpers import load, make_sink, run_of, snapshot
 from .test_mapping import P, neptune_storage, series, strings
 
 
-def _run(run_id: str, n: int = 50) -> MemoryRun:
+def _run(run_id: str, n: int = 50, files=()) -> MemoryRun:
     return MemoryRun(P, run_id, pa.Table.from_batches([
         series(run_id, "m", list(np.arange(n) * 1_000_000), [float(i) for i in range(n)]),
         strings(run_id, "monitoring/x/stdout", [f"line {i}" for i in range(5)]),
         strings(run_id, "notes", ["a", "b"]),
-    ]))
+    ]), files=list(files))
+
+
+FILES = [("files/model", "model.bin", b"\x00weights" * 1000), ("files/cfg", "config.yaml", b"lr: 1\n")]
 
 
 @pytest.fixture
@@ -35,16 +41,18 @@ def sleeps(monkeypatch):
 
 @pytest.mark.parametrize("path", ["/api/runs/create", "/ingest/metrics", "/ingest/data", "/ingest/logs", "/files"])
 def test_5xx_is_retried_and_nothing_is_lost(fake_pluto, tmp_path, sleeps, path):
-    storage = neptune_storage(tmp_path, [_run("R-1")])
-    reference = neptune_storage(tmp_path / "ref", [_run("R-1")])
-    fake_pluto.faults.add(f"^{path}$", "5xx", times=2, status=502)
+    storage = neptune_storage(tmp_path, [_run("R-1", files=FILES)])
+    reference = neptune_storage(tmp_path / "ref", [_run("R-1", files=FILES)])
+    fault = fake_pluto.faults.add(f"^{path}$", "5xx", times=2, status=502)
     load(make_sink(fake_pluto, project="faulty"), storage, P, "R-1")
+    assert fault.hits == 2  # the fault fired on this path (the files presign included), and only there
     load(make_sink(fake_pluto, project="clean"), reference, P, "R-1")
     got = snapshot(fake_pluto, "faulty", f"neptune:{P}:R-1")
     want = snapshot(fake_pluto, "clean", f"neptune:{P}:R-1")
-    for key in ("metrics", "data", "logs", "tags", "status"):
+    for key in ("metrics", "data", "logs", "tags", "status", "files"):
         assert got[key] == want[key], key
-    assert len(sleeps) >= (2 if path != "/files" else 0)
+    assert len(got["files"]) == len(FILES)  # each file once: none lost, none presigned twice
+    assert len(sleeps) == 2
 
 
 def test_429_honours_retry_after(fake_pluto, tmp_path, sleeps):
@@ -55,12 +63,77 @@ def test_429_honours_retry_after(fake_pluto, tmp_path, sleeps):
     assert len(run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1").metric("m")) == 50
 
 
+def test_429_honours_an_http_date_retry_after(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    fault = fake_pluto.faults.add("^/ingest/metrics$", "429", times=1, retry_after=when)
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    assert fault.hits == 1 and len(sleeps) == 1 and 20 <= sleeps[0] <= 30
+    assert len(run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1").metric("m")) == 50
+
+
+def test_429_with_an_http_date_in_the_past_retries_at_once(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "429", times=1, retry_after="Wed, 21 Oct 2015 07:28:00 GMT")
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    assert sleeps == [0.0]
+
+
+def test_a_retry_after_longer_than_10_min_is_waited_10_min(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "429", times=1, retry_after=86400)
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    assert sleeps == [MAX_RETRY_AFTER] == [600.0]  # clamped, as documented, not a day
+
+
+def test_backoff_is_jittered_within_its_bounds(fake_pluto, tmp_path, sleeps):
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "5xx", times=None, status=503)
+    sink = make_sink(fake_pluto, retries=30, backoff=0.01, backoff_max=0.04)
+    with pytest.raises(PlutoError, match="31 attempts"):
+        load(sink, storage, P, "R-1")
+    assert len(sleeps) == 30
+    assert 0.005 <= sleeps[0] <= 0.01 and 0.01 <= sleeps[1] <= 0.02  # doubling, partial jitter
+    assert all(0.02 <= s <= 0.04 for s in sleeps[3:])  # capped at backoff_max
+    assert len(set(sleeps[3:])) > 20  # and the capped delays still vary
+
+
+def test_retries_are_counted_live(fake_pluto, tmp_path, sleeps):
+    from migrate_core.api import RunContext, RunReader
+
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fake_pluto.faults.add("^/ingest/metrics$", "5xx", times=2, status=503)
+    fake_pluto.faults.add("^/ingest/data$", "429", times=1, retry_after=0)
+    events: list[tuple[str, int]] = []
+    ctx = RunContext(RunReport(), threading.Event(), on_event=lambda name, n: events.append((name, n)))
+    make_sink(fake_pluto).load_run(RunReader(storage, storage.get_run(P, "R-1")), ctx)
+    assert events.count(("retries", 1)) == 3
+
+
+def test_cancel_during_a_retry_wait_stops_promptly(fake_pluto, tmp_path):
+    from migrate_core.api import RunContext, RunReader
+    from migrate_core.errors import Cancelled
+
+    storage = neptune_storage(tmp_path, [_run("R-1")])
+    fault = fake_pluto.faults.add("^/ingest/metrics$", "5xx", times=None, status=503)
+    cancel = threading.Event()
+    sink = make_sink(fake_pluto, retries=5, backoff=60, backoff_max=60)
+    threading.Timer(0.5, cancel.set).start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled):
+        sink.load_run(RunReader(storage, storage.get_run(P, "R-1")), RunContext(RunReport(), cancel))
+    assert time.monotonic() - started < 0.5 + 1.0  # not the 30-60 s backoff
+    assert fault.hits == 1
+
+
 def test_lost_answer_on_logs_is_not_sent_twice(fake_pluto, tmp_path, sleeps):
     storage = neptune_storage(tmp_path, [_run("R-1")])
-    fake_pluto.faults.add("^/ingest/logs$", "drop", times=1, process=True)
+    fault = fake_pluto.faults.add("^/ingest/logs$", "drop", times=1, process=True)
     load(make_sink(fake_pluto), storage, P, "R-1")
     run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1")
     assert [x.message for x in sorted(run.logs, key=lambda x: x.line_number)] == [f"line {i}" for i in range(5)]
+    # landed() found the first attempt had arrived: after the wait, nothing was sent again
+    assert fault.hits == 1 and len(sleeps) == 1 and len(fake_pluto.requests_to("/ingest/logs")) == 1
 
 
 def test_lost_answer_on_metrics_is_harmless(fake_pluto, tmp_path, sleeps):

@@ -15,9 +15,7 @@ client's own paths cost too much for a migration:
 
 from __future__ import annotations
 
-import email.utils
 import json
-import random
 import tempfile
 import threading
 import time
@@ -27,6 +25,8 @@ from typing import IO, Any
 
 import requests
 import structlog
+from migrate_core import retry
+from migrate_core.retry import MAX_RETRY_AFTER, RetryPolicy, Transient
 from requests.adapters import HTTPAdapter
 
 from .errors import ApiError, AuthError, Neptune2Error
@@ -36,7 +36,6 @@ log = structlog.get_logger("migrate.neptune2")
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 ARTIFACT_API_VERSION = "2"
 SPOOL_BYTES = 8 << 20
-MAX_RETRY_AFTER = 600.0  # a longer Retry-After is treated as a failure, not a wait
 
 
 @dataclass(frozen=True)
@@ -87,18 +86,7 @@ class RateLimiter:
 
 def retry_after_seconds(value: str | None) -> float | None:
     """`Retry-After` as seconds: delta-seconds or an HTTP date (the whole value, not its first digit)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    return retry.parse_retry_after(value)
 
 
 class Neptune2Client:
@@ -192,16 +180,9 @@ class Neptune2Client:
             url = self.api_url + path
         else:
             method = "GET"
-        deadline = time.monotonic() + self.settings.retry_budget
-        attempt = 0
-        while True:
-            if cancelled is not None and cancelled():
-                from migrate_core.errors import Cancelled
 
-                raise Cancelled()
+        def attempt() -> requests.Response:
             self.limiter.acquire(cancelled)
-            wait: float | None = None
-            failure = ""
             self._refresh_if_needed()
             try:
                 with self._count_lock:
@@ -211,38 +192,49 @@ class Neptune2Client:
                     timeout=(min(30.0, self.settings.timeout), self.settings.timeout),
                 )
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure = f"{type(exc).__name__}"
-            else:
-                status = response.status_code
-                if status < 400 or status in ok_statuses:
-                    return response
-                data = _json_or_none(response)
-                if status == 401 and isinstance(data, dict) and data.get("errorType") == "AUTHORIZATION_TOKEN_EXPIRED":
-                    self.auth._refresh_token()  # noqa: SLF001 - the client's own refresh path
-                    failure = "token expired"
-                elif status in RETRY_STATUSES:
-                    failure = f"HTTP {status}"
-                    wait = retry_after_seconds(response.headers.get("Retry-After"))
-                    if status == 429 and wait is not None:
-                        self.limiter.pause(wait)
-                else:
-                    if status == 401:
-                        raise AuthError(f"Neptune answered 401 Unauthorized to {op}: the API token in "
-                                        f"${self.settings.token_env} is not accepted")
-                    raise ApiError(op, status, data, response.text[:200] if data is None else "")
-                response.close()
-            attempt += 1
-            if wait is not None and wait <= MAX_RETRY_AFTER:
-                deadline += wait  # the server said when to come back: that wait does not eat the budget
-            if wait is None:
-                wait = min(30.0, self.settings.backoff * 2 ** min(attempt - 1, 8)) * (0.5 + random.random() / 2)
-            log.info("neptune2_retry", op=op, reason=failure, attempt=attempt, wait_s=round(wait, 2))
-            if time.monotonic() + wait > deadline:
+                raise Transient(type(exc).__name__) from None
+            status = response.status_code
+            if status < 400 or status in ok_statuses:
+                return response
+            data = _json_or_none(response)
+            response.close()
+            if status == 401 and isinstance(data, dict) and data.get("errorType") == "AUTHORIZATION_TOKEN_EXPIRED":
+                self.auth._refresh_token()  # noqa: SLF001 - the client's own refresh path
+                raise Transient("token expired", status=status)
+            if status in RETRY_STATUSES:
+                wait = retry_after_seconds(response.headers.get("Retry-After"))
+                if status == 429 and wait is not None:
+                    self.limiter.pause(min(wait, MAX_RETRY_AFTER))
+                raise Transient(f"HTTP {status}", retry_after=wait, status=status)
+            if status == 401:
+                raise AuthError(f"Neptune answered 401 Unauthorized to {op}: the API token in "
+                                f"${self.settings.token_env} is not accepted")
+            raise ApiError(op, status, data, response.text[:200] if data is None else "")
+
+        def retried(event: retry.RetryEvent) -> None:
+            log.info("neptune2_retry", op=op, reason=event.failure.problem, attempt=event.attempt,
+                     wait_s=round(event.delay, 2))
+
+        try:
+            return retry.call(attempt, self._policy(), cancel=cancelled, on_retry=retried,  # type: ignore[return-value]
+                              sleep=lambda seconds: _sleep(seconds, cancelled))
+        except retry.RetriesExhausted as exc:
+            if exc.why == "retry_after":
                 raise Neptune2Error(
-                    f"Neptune {op} kept failing ({failure}) for {self.settings.retry_budget:.0f}s, "
-                    f"{attempt} attempts; giving up"
-                )
-            _sleep(wait, cancelled)
+                    f"Neptune {op} kept failing ({exc.last.problem}) and asked to wait more than "
+                    f"{MAX_RETRY_AFTER:.0f}s; giving up after {exc.attempts} attempts"
+                ) from None
+            raise Neptune2Error(
+                f"Neptune {op} kept failing ({exc.last.problem}) for {self.settings.retry_budget:.0f}s, "
+                f"{exc.attempts} attempts; giving up"
+            ) from None
+
+    def _policy(self) -> RetryPolicy:
+        """Requests: doubling from `backoff` up to 30 s with partial jitter, for `retry_budget` seconds; a
+        Retry-After up to 10 min is waited and does not count against the budget, a longer one fails."""
+        return RetryPolicy(attempts=None, deadline=self.settings.retry_budget, backoff=self.settings.backoff,
+                           backoff_max=30.0, jitter=0.5, max_retry_after=MAX_RETRY_AFTER,
+                           long_retry_after="fail", retry_after_in_deadline=False)
 
     def _refresh_if_needed(self) -> None:
         """The client's OAuth refresh (it retries connection errors itself, for NEPTUNE_RETRIES_TIMEOUT)."""
@@ -266,9 +258,7 @@ class Neptune2Client:
         """Fetch a body into a spooled temp file (retrying the whole download if it breaks off).
 
         Returns (file at position 0, size, file name from Content-Disposition, content type)."""
-        deadline = time.monotonic() + self.settings.retry_budget
-        attempt = 0
-        while True:
+        def attempt() -> tuple[IO[bytes], int, str | None, str | None]:
             response = self.request(op, params, url=url, headers={"Accept": accept}, stream=True, cancelled=cancelled)
             spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115 - handed to the caller
             size = 0
@@ -279,14 +269,19 @@ class Neptune2Client:
                         size += len(chunk)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 spool.close()
-                attempt += 1
-                if time.monotonic() > deadline:
-                    raise Neptune2Error(f"Neptune {op} download kept breaking off ({type(exc).__name__})") from None
-                _sleep(min(10.0, self.settings.backoff * 2**attempt), cancelled)
-                continue
+                raise Transient(type(exc).__name__) from None
             spool.seek(0)
             return spool, size, _filename(response.headers.get("Content-Disposition")), \
                 response.headers.get("Content-Type")
+
+        # a body that breaks off is fetched again, doubling from 2 x backoff up to 10 s, within the budget
+        policy = RetryPolicy(attempts=None, deadline=self.settings.retry_budget, backoff=2 * self.settings.backoff,
+                             backoff_max=10.0, jitter=0.5)
+        try:
+            return retry.call(attempt, policy, cancel=cancelled,  # type: ignore[return-value]
+                              sleep=lambda seconds: _sleep(seconds, cancelled))
+        except retry.RetriesExhausted as exc:
+            raise Neptune2Error(f"Neptune {op} download kept breaking off ({exc.last.problem})") from None
 
     # ------------------------------------------------------------------------------------------ projects
 
@@ -346,9 +341,5 @@ def _filename(disposition: str | None) -> str | None:
 
 
 def _sleep(seconds: float, cancelled: Callable[[], bool] | None) -> None:
-    end = time.monotonic() + seconds
-    while True:
-        left = end - time.monotonic()
-        if left <= 0 or (cancelled is not None and cancelled()):
-            return
-        time.sleep(min(left, 0.2))
+    """Every retry wait: ends early, raising Cancelled, when `cancelled()` turns true (polled every 0.1 s)."""
+    retry.wait(seconds, cancelled)

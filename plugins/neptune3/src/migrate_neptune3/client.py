@@ -22,6 +22,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from migrate_core import retry
 from neptune_query import exceptions as nq_exc
 from neptune_query.internal import client as nq_client
 from neptune_query.internal.context import Context
@@ -104,6 +105,13 @@ class RunRetries:
 CURRENT_RUN: ContextVar[RunRetries | None] = ContextVar("neptune3_current_run", default=None)
 
 
+def _count_retry(event: retry.RetryEvent) -> None:
+    """A retry of one of our own requests counts for the run in progress like one of neptune-query's."""
+    run = CURRENT_RUN.get()
+    if run is not None:
+        run.hit()
+
+
 @dataclass
 class RetryCounter:
     """Counts neptune-query's retries (it logs "Backing off ..." before each) so progress can show them."""
@@ -143,6 +151,7 @@ class Neptune3Client:
         self._client: Any = None
         self._lock = threading.Lock()
         self.requests = 0
+        self.cancel = threading.Event()  # set to stop our own retry waits (neptune-query's are its own)
 
     @property
     def http(self) -> Any:
@@ -264,27 +273,38 @@ class Neptune3Client:
                 return names
 
     def _get_retried(self, http: Any, path: str, params: dict[str, Any], what: str) -> Any:
-        import time
-
+        """One GET of ours (neptune-query has no call for it) under the shared retry policy: 5xx, 429 and
+        dropped connections retried, doubling from 0.5 s to 30 s with jitter, a Retry-After (seconds or an
+        HTTP date) replacing the backoff; all within the retry budget, and a Retry-After longer than 10 min
+        fails at once. Retries count for the run in progress, like neptune-query's."""
         import httpx
 
-        budget = float(os.environ.get(RETRY_ENV) or DEFAULT_RETRY_BUDGET)
-        started, delay = time.monotonic(), 0.5
-        while True:
+        def attempt() -> Any:
             self.requests += 1
             try:
                 response = http.get(path, params=params)
-                if response.status_code != 429 and response.status_code < 500:
-                    return response
-                wait = float(response.headers.get("retry-after") or delay)
             except httpx.TransportError as exc:
-                if time.monotonic() - started > budget:
-                    raise Neptune3Error(f"Neptune {what} failed: {_one_line(exc)}") from None
-                wait = delay
-            if time.monotonic() - started + wait > budget:
-                raise Neptune3Error(f"Neptune {what} kept failing until the retry budget ran out")
-            time.sleep(wait)
-            delay = min(delay * 2, 30.0)
+                raise retry.Transient(_one_line(exc)) from None
+            if response.status_code != 429 and response.status_code < 500:
+                return response
+            raise retry.Transient(f"HTTP {response.status_code}", status=response.status_code,
+                                  retry_after=retry.parse_retry_after(response.headers.get("retry-after")))
+
+        budget = float(os.environ.get(RETRY_ENV) or DEFAULT_RETRY_BUDGET)
+        policy = retry.RetryPolicy(attempts=None, deadline=budget, backoff=0.5, backoff_max=30.0, jitter=0.5,
+                                   max_retry_after=retry.MAX_RETRY_AFTER, long_retry_after="fail")
+        try:
+            return retry.call(attempt, policy, cancel=self.cancel, on_retry=_count_retry,
+                              sleep=lambda seconds: self._sleep(seconds))
+        except retry.RetriesExhausted as exc:
+            if exc.why == "retry_after":
+                raise Neptune3Error(f"Neptune {what} failed: the server asked to wait more than "
+                                    f"{retry.MAX_RETRY_AFTER:.0f} s ({exc.last.problem})") from None
+            raise Neptune3Error(f"Neptune {what} kept failing until the retry budget ran out "
+                                f"({exc.last.problem})") from None
+
+    def _sleep(self, seconds: float) -> None:
+        retry.wait(seconds, self.cancel)  # raises Cancelled at once on Ctrl+C
 
     def attribute_definitions(self, project: str, sys_id: str) -> list[tuple[str, str]]:
         """(name, wire type) of every attribute of one run, paged by token."""

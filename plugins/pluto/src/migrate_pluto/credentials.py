@@ -4,6 +4,7 @@ the key `pluto login` stored in pluto-ml's keyring entry. The key is never logge
 from __future__ import annotations
 
 import os
+import sys
 
 from migrate_core.errors import PluginError
 
@@ -44,21 +45,26 @@ def api_key(config: PlutoConfig) -> str:
 
 
 def _login_key() -> str:
-    """The key `pluto login` saved (system keyring, else keyrings.alt's plaintext file, as pluto-ml does)."""
+    """The key `pluto login` saved, read where pluto-ml's `pluto.auth.login` keeps it: on macOS the system
+    keyring (falling back, as it does, to keyrings.alt's plaintext file when there is none); elsewhere always
+    the plaintext file (`~/.local/share/python_keyring/keyring_pass.cfg`), whatever system keyring exists.
+
+    We read it with `keyring` and `keyrings.alt` themselves (pluto-ml's own dependencies for this) instead
+    of depending on pluto-ml, whose `.pth` hook would cost every Python start a third of a second."""
     try:
         import keyring
         import keyring.errors
+        from keyrings.alt.file import PlaintextKeyring
     except ImportError:
         return ""
+    if sys.platform == "darwin":
+        try:
+            return keyring.get_password(KEYRING_SERVICE, KEYRING_SERVICE) or ""
+        except keyring.errors.NoKeyringError:
+            pass
+        except Exception:
+            return ""
     try:
-        return keyring.get_password(KEYRING_SERVICE, KEYRING_SERVICE) or ""
-    except (keyring.errors.NoKeyringError, AssertionError):
-        pass
-    except Exception:
-        return ""
-    try:
-        from keyrings.alt.file import PlaintextKeyring
-
         return PlaintextKeyring().get_password(KEYRING_SERVICE, KEYRING_SERVICE) or ""
     except Exception:
         return ""

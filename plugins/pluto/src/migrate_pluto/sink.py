@@ -11,7 +11,7 @@ from .loader import RunLoader
 from .names import source_kind
 from .settings import PlutoConfig
 from .state import StateStore
-from .transport import Circuit, RetryPolicy, Transport
+from .transport import Circuit, Transport, retry_policy
 
 
 class PlutoSink(Sink):
@@ -22,7 +22,7 @@ class PlutoSink(Sink):
         self.config = config
         self.endpoints = credentials.endpoints(config)
         self._api_key = credentials.api_key(config)
-        self.policy = RetryPolicy(config.retries, config.backoff, config.backoff_max)
+        self.policy = retry_policy(config.retries, config.backoff, config.backoff_max)
         self.circuit = Circuit()
 
     def target(self) -> str:
@@ -42,8 +42,9 @@ class PlutoSink(Sink):
 
     def transport(self, ctx: RunContext | None = None) -> Transport:
         cancel = ctx.cancel_event if ctx is not None else None
+        on_retry = (lambda event: ctx.event("retries")) if ctx is not None else None  # shown live, counted
         return Transport(self.endpoints, self._api_key, self.policy, self.config.timeout, self.config.verify_tls,
-                         cancel, self.circuit)
+                         cancel, self.circuit, on_retry)
 
     def store(self, reader: RunReader) -> StateStore:
         return StateStore(reader.storage.plugin_state_dir("pluto"), self.target())

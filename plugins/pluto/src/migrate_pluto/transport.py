@@ -1,5 +1,6 @@
-"""HTTP to Pluto: one keep-alive client per run, timeouts everywhere, retries with backoff and jitter
-that honour Retry-After, and one-line errors that quote the server.
+"""HTTP to Pluto: one keep-alive client per run, timeouts everywhere, retries under the shared policy
+(migrate_core.retry: backoff with jitter, Retry-After honoured up to 10 min), and one-line errors that
+quote the server.
 
 Transient: connection errors, timeouts, 408, 429 and 5xx. Anything else (401, 404, 422, ...) fails at
 once with the server's message. Waits are cancellable, so Ctrl+C stops a run promptly.
@@ -8,20 +9,20 @@ once with the server's message. Waits are cancellable, so Ctrl+C stops a run pro
 from __future__ import annotations
 
 import json
-import random
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
+from migrate_core import retry
+from migrate_core.retry import MAX_RETRY_AFTER, RetryPolicy, Transient, parse_retry_after
 
 from .errors import PlutoError
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
-MAX_RETRY_AFTER = 600.0
+__all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "Transport", "parse_retry_after", "retry_policy"]
 USER_AGENT = "migrate-pluto/0.1"
 
 
@@ -35,17 +36,11 @@ class Endpoints:
         return self.api
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    retries: int = 8
-    backoff: float = 1.0
-    backoff_max: float = 60.0
-
-    def delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), MAX_RETRY_AFTER)
-        base = min(self.backoff_max, self.backoff * (2 ** (attempt - 1)))
-        return base * (0.5 + random.random() / 2)
+def retry_policy(retries: int = 8, backoff: float = 1.0, backoff_max: float = 60.0) -> RetryPolicy:
+    """The sink's settings as the shared policy: `retries` after the first attempt, exponential backoff with
+    partial jitter up to `backoff_max`, and a Retry-After longer than 10 min waited for 10 min only."""
+    return RetryPolicy(attempts=retries + 1, backoff=backoff, backoff_max=backoff_max, jitter=0.5,
+                       max_retry_after=MAX_RETRY_AFTER, long_retry_after="clamp")
 
 
 class Circuit:
@@ -94,8 +89,10 @@ class Transport:
         verify_tls: bool = True,
         cancel: threading.Event | None = None,
         circuit: Circuit | None = None,
+        on_retry: Callable[[retry.RetryEvent], None] | None = None,
     ) -> None:
         self.endpoints = endpoints
+        self.on_retry = on_retry  # told about each retry (the sink counts them live: ctx.event("retries"))
         self.circuit = circuit or Circuit()
         self.policy = policy
         self.cancel = cancel or threading.Event()
@@ -132,11 +129,10 @@ class Transport:
         `landed()` is asked before each retry of a request Pluto would not deduplicate: when the earlier
         attempt did arrive (its answer was lost), it returns True and nothing is sent again (result None).
         """
-        limit = self.policy.retries if retries is None else retries
-        attempt = 0
+        policy = self.policy if retries is None else replace(self.policy, attempts=retries + 1)
         self.circuit.check()
-        while True:
-            self._check_cancel()
+
+        def attempt() -> httpx.Response:
             body = content() if callable(content) else content
             hdrs = dict(headers or {})
             extra: dict[str, Any] = {}
@@ -151,27 +147,27 @@ class Transport:
                         method, url, json=json_body, content=body, headers=hdrs, params=params, **extra
                     )
             except httpx.TransportError as exc:
-                problem = f"cannot reach Pluto for {what} ({url_base(url)}): {type(exc).__name__}: {exc}".rstrip(": ")
-                retry_after = None
-                status = None
-            else:
-                self.circuit.reached()
-                if response.status_code in (200, 201):
-                    return response
-                status = response.status_code
-                problem = f"Pluto answered {status} to {what}: {server_message(response)}"
-                if status not in RETRY_STATUS:
-                    raise PlutoError(problem, status)
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-            attempt += 1
-            if attempt > limit:
-                suffix = f" (gave up after {attempt} attempts)" if attempt > 1 else ""
-                if status is None:
-                    self.circuit.unreachable(problem)
-                raise PlutoError(problem + suffix, status)
-            self._sleep(self.policy.delay(attempt, retry_after))
-            if landed is not None and landed():
-                return None
+                raise Transient(f"cannot reach Pluto for {what} ({url_base(url)}): "
+                                f"{type(exc).__name__}: {exc}".rstrip(": ")) from None
+            self.circuit.reached()
+            if response.status_code in (200, 201):
+                return response
+            status = response.status_code
+            problem = f"Pluto answered {status} to {what}: {server_message(response)}"
+            if status not in RETRY_STATUS:
+                raise PlutoError(problem, status)
+            raise Transient(problem, retry_after=parse_retry_after(response.headers.get("retry-after")),
+                            status=status)
+
+        try:
+            return retry.call(attempt, policy, cancel=self.cancel, landed=landed, on_retry=self.on_retry,
+                              sleep=lambda seconds: self._sleep(seconds))
+        except retry.RetriesExhausted as exc:
+            last = exc.last
+            if last.status is None:
+                self.circuit.unreachable(last.problem)
+            suffix = f" (gave up after {exc.attempts} attempts)" if exc.attempts > 1 else ""
+            raise PlutoError(last.problem + suffix, last.status) from None
 
     def _send_plain(
         self, method: str, url: str, body: Any, headers: dict[str, str], params: Any, timeout: float | None
@@ -182,14 +178,7 @@ class Transport:
         return self._client.send(request)
 
     def _sleep(self, seconds: float) -> None:
-        if self.cancel.wait(seconds):
-            self._check_cancel()
-
-    def _check_cancel(self) -> None:
-        if self.cancel.is_set():
-            from migrate_core.errors import Cancelled
-
-            raise Cancelled()
+        retry.wait(seconds, self.cancel)  # raises Cancelled at once on Ctrl+C
 
     # ------------------------------------------------------------------ endpoints
 
@@ -274,19 +263,6 @@ def server_message(response: httpx.Response) -> str:
     else:
         text = response.text or response.reason_phrase
     return " ".join(text.split())[:500]
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 def url_base(url: str) -> str:
