@@ -14,16 +14,18 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from . import __version__
-from . import config as cfg
-from .api import Selection, Sink, Source, Storage
 from .errors import MigrateError, PluginError, UsageError
-from .logsetup import configure_logging
-from .plugins import KINDS, Registry, discover
+
+# Everything heavy (pydantic through config, pyarrow through api, structlog through logsetup and plugins) is
+# imported where a command needs it, so `migrate --help` and `migrate --version` start in a fraction of the
+# time; a command that moves data imports them all anyway.
+if TYPE_CHECKING:
+    from .api import Selection, Sink, Source, Storage
+    from .plugins import Registry
 
 app = typer.Typer(
     name="migrate",
@@ -178,6 +180,9 @@ class Session:
     """Everything one command needs: config, registry, and the chosen components (built lazily)."""
 
     def __init__(self, options: Options) -> None:
+        from . import config as cfg
+        from .plugins import discover
+
         self.options = options
         self.registry: Registry = discover(EXTRA_PLUGINS)
         first = cfg.load(options.config, options.sets, options.flags())
@@ -203,6 +208,9 @@ class Session:
         return keys
 
     def _validate_plugin_tables(self) -> None:
+        from . import config as cfg
+        from .plugins import KINDS
+
         failed = {f.name for f in self.registry.failed}
         for kind in KINDS:
             for name in self.config.table(kind):
@@ -216,6 +224,9 @@ class Session:
                     )
 
     def selection(self) -> Selection:
+        from . import config as cfg
+        from .api import Selection
+
         return Selection(
             projects=tuple(self.run.projects),
             runs=re.compile(self.run.runs) if self.run.runs else None,
@@ -226,6 +237,8 @@ class Session:
         )
 
     def plugin_config(self, kind: str, name: str) -> Any:
+        from . import config as cfg
+
         spec = self.registry.get(kind, name)  # type: ignore[arg-type]
         return spec, cfg.validate(self.config, spec.config_model, (kind, name))
 
@@ -299,6 +312,8 @@ def _progress(json_out: bool):
 
 def _version(value: bool) -> None:
     if value:
+        from . import __version__
+
         _out(f"migrate {__version__}")
         raise typer.Exit()
 
@@ -317,6 +332,8 @@ def root(
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise UsageError(f"--log-format {log_format!r}: choose auto, console or json")
+    from .logsetup import configure_logging
+
     global _LOG_LEVEL
     try:
         configure_logging(log_level.lower(), log_format)
@@ -662,6 +679,8 @@ def inspect(
 @plugins_app.command("list")
 def plugins_list(json_out: JsonOpt = False) -> None:
     """Every installed source, storage and sink, and plugins that failed to load (with the reason)."""
+    from .plugins import discover
+
     registry = discover(EXTRA_PLUGINS)
     data = registry.as_json()
     if json_out:
@@ -691,6 +710,9 @@ def config_show(
     json_out: JsonOpt = False,
 ) -> None:
     """The effective configuration after file, env, --set and flags, with every default; secrets masked."""
+    from . import config as cfg
+    from .plugins import KINDS
+
     session = Session(_options(**locals()))
     effective: dict[str, Any] = {"run": session.run.model_dump(mode="json")}
     for kind in KINDS:
