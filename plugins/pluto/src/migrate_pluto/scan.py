@@ -18,6 +18,7 @@ from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, drop_absent, plai
 from .steps import StepPlanner
 
 LOG_PATH = re.compile(r"^monitoring/(?:.*/)?(stdout|stderr)$")
+_FALSE = pa.scalar(False, pa.bool_())  # typed: a Python False is converted (and tries an import) per call
 SCAN_COLUMNS = [
     "attribute_path", "attribute_type", "step",
     "int_value", "float_value", "string_value", "bool_value", "datetime_value", "string_set_value",
@@ -60,7 +61,7 @@ def value_mask(array: pa.Array | pa.ChunkedArray, predicate) -> pa.Array:
     if not pa.types.is_dictionary(array.type):
         array = pc.dictionary_encode(array)
     per_value = pa.array([bool(predicate(v)) for v in array.dictionary.to_pylist()], type=pa.bool_())
-    return pc.fill_null(pc.take(per_value, array.indices), False)
+    return pc.fill_null(pc.take(per_value, array.indices), _FALSE)
 
 
 def pairs_with_counts(paths: pa.Array, types: pa.Array) -> list[tuple[str, str, int]]:
