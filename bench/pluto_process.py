@@ -233,6 +233,11 @@ def run_once(method: str, cmd: list[str], env_extra: dict[str, str], project: st
         "client_cpu": kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime,
         "fake_cpu": own1.ru_utime + own1.ru_stime - own0.ru_utime - own0.ru_stime,
     }
+    events = log_events(done.stderr)
+    if "command_ready" in events:
+        result["ready"] = events["command_ready"][0] - t0
+        result["first_scanned"] = events["run_scanned"][0] - t0
+        result["last_scanned"] = events["run_scanned"][-1] - t0
     if method == "pluto-ml tuned":
         marks = json.loads(done.stdout.strip().splitlines()[-1])
         result["imported"] = marks["imported"] - t0
@@ -240,6 +245,20 @@ def run_once(method: str, cmd: list[str], env_extra: dict[str, str], project: st
         result["per_run_init"] = statistics.median(r["inited"] - r["init"] for r in marks["runs"])
         result["per_run_finish"] = statistics.median(r["finished"] - r["logged"] for r in marks["runs"])
     return result
+
+
+def log_events(stderr: str) -> dict[str, list[float]]:
+    """Epoch times of our JSON log lines (`--log-level debug`), by event name, in order."""
+    from datetime import datetime
+
+    events: dict[str, list[float]] = {}
+    for line in stderr.splitlines():
+        if not line.startswith("{"):
+            continue
+        with contextlib.suppress(ValueError, KeyError):
+            record = json.loads(line)
+            events.setdefault(record["event"], []).append(datetime.fromisoformat(record["timestamp"]).timestamp())
+    return events
 
 
 def wall(cmd: list[str], reps: int) -> float:
@@ -283,7 +302,8 @@ def main() -> None:
                 venvs["ours, lean venv (no pluto-ml)"] = lean
         venvs["ours, dev venv (pluto-ml .pth)"] = dev_bin
         for name, bin_dir in venvs.items():
-            methods[name] = [str(bin_dir / "migrate"), "load", "--sink", "pluto",
+            methods[name] = [str(bin_dir / "migrate"), "--log-level", "debug", "--log-format", "json", "load",
+                             "--sink", "pluto",
                              "--data-path", str(root / "dump" / "data"), "--files-path", str(root / "dump" / "files"),
                              "--set", "storage.local_fs.state_path={STATE}", "--set", "sink.pluto.project=bench",
                              "--workers", str(args.workers)]
@@ -345,21 +365,25 @@ def report(results: dict[str, list[dict]], startup: dict, baseline_import: float
                   f"(medians); per repetition {min(pairs):.1f}x-{max(pairs):.1f}x, median {statistics.median(pairs):.1f}x")
 
     print()
-    print("phases of ours (medians, seconds since spawn; from the fake's request times and start-up probes)")
+    print("phases of ours (medians of seconds; marks: our debug log lines and the fake's request times)")
     cols = ["start-up", "plan", "to 1st body", "stream", "finish", "exit", "total"]
     print(f"{'method':<32} " + " ".join(f"{c:>11}" for c in cols))
     for name in startup:
-        m = med[name]
-        s = startup[name]["import load path"]
-        values = [s, m["first_request"] - s, m["first_metrics"] - m["first_request"],
-                  m["last_metrics"] - m["first_metrics"], m["last_request"] - m["last_metrics"],
-                  m["wall"] - m["last_request"], m["wall"]]
+        phases = [[r["ready"], r["first_scanned"] - r["ready"], r["first_metrics"] - r["first_scanned"],
+                   r["last_metrics"] - r["first_metrics"], r["last_request"] - r["last_metrics"],
+                   r["wall"] - r["last_request"], r["wall"]] for r in results[name]]
+        values = [statistics.median(p[i] for p in phases) for i in range(len(cols))]
         print(f"{name:<32} " + " ".join(f"{v:>11.3f}" for v in values))
-    print("  start-up: interpreter + imports of the load path (cli, orchestrator, local_fs, pluto sink);")
-    print("  plan: config, plugins, storage listing, the first run's scan, until its create request arrives;")
-    print("  to 1st body: create, heartbeat, tags, log names, then the first metrics body read, encoded, received;")
-    print("  stream: first metrics body received -> last metrics answer; finish: status + read-back per run;")
-    print("  exit: last answer -> process gone (ledger, summary, interpreter teardown)")
+    print("  start-up: spawn -> `command_ready` (interpreter, imports, config, plugin discovery, storage and sink built);")
+    print("  plan: -> the first `run_scanned` (storage listing, ledger, the first run's scan: 4 runs scan at once);")
+    print("  to 1st body: -> the first metrics body fully received (create, heartbeat, tags and log names round")
+    print("    trips, state file, then the first 50k points read, encoded and sent);")
+    print("  stream: -> the last metrics answer; finish: -> the last request (final status, read-back);")
+    print("  exit: -> the process is gone (state, ledger, summary, interpreter teardown)")
+    for name in startup:
+        m = med[name]
+        print(f"  {name}: first create request at {m['first_request']:.3f} s, last run scanned at "
+              f"{m['last_scanned']:.3f} s")
     for name in startup:
         rs = results[name]
         print(f"  {name}: per run, {med[name]['create_to_body']:.3f} s from its create to its first metrics body "

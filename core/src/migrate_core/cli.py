@@ -368,7 +368,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     source = session.source() if need_source else None
     sink = session.sink() if need_sink else None
     selection = session.selection()
-    _imports_done()
+    _ready(command)
     try:
         orch = Orchestrator(
             storage,
@@ -424,7 +424,7 @@ def _export_workers(session: Session, source: Source | None) -> int | None:
 def _export_in_processes(session: Session, kwargs: dict[str, Any]) -> None:
     from . import processes
 
-    _imports_done()
+    _ready("export")
     count = session.run.processes
     json_out = bool(kwargs.get("json_out"))
     selection = session.selection()
@@ -594,7 +594,7 @@ def verify(
     session = Session(_options(**locals()))
     storage_obj = session.storage()
     sink_obj = session.sink()
-    _imports_done()
+    _ready("verify")
     try:
         if type(sink_obj).verify_run is SinkBase.verify_run:
             raise UsageError(f"sink {session.run.sink!r} has no verification; nothing to check")
@@ -643,7 +643,7 @@ def inspect(
     session = Session(_options(**locals()))
     storage_obj = session.storage()
     selection = session.selection()
-    _imports_done()
+    _ready("inspect")
     stored = [
         r for r in storage_obj.list_runs(selection.projects)
         if selection.wants_project(r.project_id) and selection.wants_run(r.run_id)
@@ -753,6 +753,15 @@ def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
 
 
 # ------------------------------------------------------------------------------------------- entry point
+
+
+def _ready(command: str) -> None:
+    """Config read, plugins found, components built: the command's start-up is over (a debug event, so
+    that time from process start to here can be read off the log; bench/pluto_process.py does)."""
+    _imports_done()
+    import structlog
+
+    structlog.get_logger("migrate.cli").debug("command_ready", command=command)
 
 
 def _imports_done() -> None:

@@ -7,11 +7,13 @@ step plan needs every step of the run, so one read of the narrow columns comes f
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 from migrate_core.api import RunReader
 from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, drop_absent, plain
 
@@ -87,7 +89,11 @@ def plain_identity(table: pa.Table) -> pa.Table:
     return table
 
 
+log = structlog.get_logger("migrate.pluto")
+
+
 def scan(reader: RunReader, batch_rows: int) -> Scan:
+    started = time.perf_counter()
     result = Scan()
     params: list[pa.Table] = []
     for batch in reader.batches(columns=SCAN_COLUMNS, batch_rows=batch_rows):
@@ -111,6 +117,8 @@ def scan(reader: RunReader, batch_rows: int) -> Scan:
         table = pa.concat_tables(params)
         full = plain(table)
         result.params, result.absent = _drop_absent_params(full)
+    log.debug("run_scanned", project=reader.project_id, run=reader.run_id, rows=result.rows,
+              attributes=len(result.attributes), seconds=round(time.perf_counter() - started, 4))
     return result
 
 
