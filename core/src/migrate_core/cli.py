@@ -782,6 +782,10 @@ def _imports_done() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: one-line errors, the documented exit codes."""
     global _GC_PAUSED
+    if argv is None:
+        # numpy's OpenBLAS starts a thread per core that spins ~80 ms of CPU after the import, on a core
+        # the load needs; nothing here multiplies matrices. Before numpy is imported; a user's choice wins.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if argv is None and gc.isenabled():
         gc.disable()
         _GC_PAUSED = True
