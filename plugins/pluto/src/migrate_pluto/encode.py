@@ -15,6 +15,23 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+# Constants as typed Arrow scalars: a plain Python value handed to a compute function is converted on
+# every call, and that conversion tries `import dateutil.relativedelta` each time; where python-dateutil
+# is not installed (a venv without pluto-ml) the failed import walks sys.path under the import lock,
+# 8 times per metrics body, in every loading thread at once.
+_NAN_TEXT = pa.scalar("NaN", pa.string())
+_INF_TEXT = pa.scalar("Infinity", pa.string())
+_NEG_INF_TEXT = pa.scalar("-Infinity", pa.string())
+_MINUS_ZERO = pa.scalar("-0", pa.string())
+_MINUS_ZERO_FLOAT = pa.scalar("-0.0", pa.string())
+_INF = pa.scalar(math.inf, pa.float64())
+_NEG_INF = pa.scalar(-math.inf, pa.float64())
+_ZERO = pa.scalar(0.0, pa.float64())
+_HEAD = pa.scalar('{"time":', pa.string())
+_STEP = pa.scalar(',"step":', pa.string())
+_TAIL = pa.scalar("}}\n", pa.string())
+_NO_SEPARATOR = pa.scalar("", pa.string())
+
 
 def _text(values: np.ndarray) -> pa.Array:
     return pc.cast(pa.array(values), pa.string())
@@ -24,11 +41,11 @@ def float_text(values: pa.Array) -> pa.Array:
     """float64 -> JSON number text: shortest round-trip digits, NaN/Infinity/-Infinity literals."""
     text = pc.cast(values, pa.string())
     if pc.any(pc.invert(pc.is_finite(values))).as_py():
-        text = pc.if_else(pc.is_nan(values), pa.scalar("NaN"), text)
-        text = pc.if_else(pc.equal(values, math.inf), pa.scalar("Infinity"), text)
-        text = pc.if_else(pc.equal(values, -math.inf), pa.scalar("-Infinity"), text)
-    if pc.any(pc.equal(values, 0.0)).as_py():
-        text = pc.if_else(pc.equal(text, "-0"), pa.scalar("-0.0"), text)  # "-0" would parse as integer 0
+        text = pc.if_else(pc.is_nan(values), _NAN_TEXT, text)
+        text = pc.if_else(pc.equal(values, _INF), _INF_TEXT, text)
+        text = pc.if_else(pc.equal(values, _NEG_INF), _NEG_INF_TEXT, text)
+    if pc.any(pc.equal(values, _ZERO)).as_py():
+        text = pc.if_else(pc.equal(text, _MINUS_ZERO), _MINUS_ZERO_FLOAT, text)  # "-0" would parse as integer 0
     return text
 
 
@@ -36,10 +53,9 @@ def metric_body(name: str, steps: np.ndarray, times: np.ndarray, values: pa.Arra
     """One line per point: `{"time":T,"step":S,"data":{"<name>":V}}`, the whole body as bytes."""
     if len(steps) == 0:
         return b""
-    head = '{"time":'
-    mid = ',"data":{' + json.dumps(name, ensure_ascii=False) + ":"
+    mid = pa.scalar(',"data":{' + json.dumps(name, ensure_ascii=False) + ":", pa.string())
     lines = pc.binary_join_element_wise(
-        head, _text(times), ',"step":', _text(steps), mid, float_text(values), "}}\n", ""
+        _HEAD, _text(times), _STEP, _text(steps), mid, float_text(values), _TAIL, _NO_SEPARATOR
     )
     return _joined(lines)
 

@@ -7,17 +7,20 @@ step plan needs every step of the run, so one read of the narrow columns comes f
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import structlog
 from migrate_core.api import RunReader
 from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, drop_absent, plain
 
 from .steps import StepPlanner
 
 LOG_PATH = re.compile(r"^monitoring/(?:.*/)?(stdout|stderr)$")
+_FALSE = pa.scalar(False, pa.bool_())  # typed: a Python False is converted (and tries an import) per call
 SCAN_COLUMNS = [
     "attribute_path", "attribute_type", "step",
     "int_value", "float_value", "string_value", "bool_value", "datetime_value", "string_set_value",
@@ -60,7 +63,7 @@ def value_mask(array: pa.Array | pa.ChunkedArray, predicate) -> pa.Array:
     if not pa.types.is_dictionary(array.type):
         array = pc.dictionary_encode(array)
     per_value = pa.array([bool(predicate(v)) for v in array.dictionary.to_pylist()], type=pa.bool_())
-    return pc.fill_null(pc.take(per_value, array.indices), False)
+    return pc.fill_null(pc.take(per_value, array.indices), _FALSE)
 
 
 def pairs_with_counts(paths: pa.Array, types: pa.Array) -> list[tuple[str, str, int]]:
@@ -86,7 +89,11 @@ def plain_identity(table: pa.Table) -> pa.Table:
     return table
 
 
+log = structlog.get_logger("migrate.pluto")
+
+
 def scan(reader: RunReader, batch_rows: int) -> Scan:
+    started = time.perf_counter()
     result = Scan()
     params: list[pa.Table] = []
     for batch in reader.batches(columns=SCAN_COLUMNS, batch_rows=batch_rows):
@@ -110,6 +117,8 @@ def scan(reader: RunReader, batch_rows: int) -> Scan:
         table = pa.concat_tables(params)
         full = plain(table)
         result.params, result.absent = _drop_absent_params(full)
+    log.debug("run_scanned", project=reader.project_id, run=reader.run_id, rows=result.rows,
+              attributes=len(result.attributes), seconds=round(time.perf_counter() - started, 4))
     return result
 
 
