@@ -42,7 +42,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LOAD_PATH_IMPORTS = "import migrate_core.cli, migrate_core.orchestrator, migrate_local_fs.storage, migrate_pluto.sink"
-LEAN_DEPS = ["pluggy", "pyarrow", "numpy", "typer", "rich", "structlog", "pydantic", "httpx"]
 
 
 # ------------------------------------------------------------------------------------------- baseline worker
@@ -141,9 +140,10 @@ def lean_venv(target: Path) -> Path | None:
         (target.parent / "constraints.txt").write_text(constraints)
         subprocess.run(uv + ["venv", "-q", "--python", sys.executable, str(target)], check=True, capture_output=True)
         python = str(target / "bin" / "python")
+        # migrate-pluto declares what it needs and pluto-ml is not among it: the packages' own dependencies,
+        # pinned to the lock, are what a user's venv holds
         subprocess.run(uv + ["pip", "install", "-q", "--compile-bytecode", "--python", python, "-c",
-                             str(target.parent / "constraints.txt"), *LEAN_DEPS], check=True, capture_output=True)
-        subprocess.run(uv + ["pip", "install", "-q", "--compile-bytecode", "--python", python, "--no-deps",
+                             str(target.parent / "constraints.txt"),
                              "-e", str(ROOT / "core"), "-e", str(ROOT / "plugins/local_fs"),
                              "-e", str(ROOT / "plugins/pluto")], check=True, capture_output=True)
     except (subprocess.CalledProcessError, FileNotFoundError) as exc:

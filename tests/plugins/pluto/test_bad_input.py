@@ -68,7 +68,7 @@ def test_a_bad_run_does_not_hurt_the_others(fake_pluto, tmp_path):
     broken = storage.read
 
     def read(run, columns=None, batch_rows=262_144):
-        if run.run_id == "R-2" and columns is None:
+        if run.run_id == "R-2" and "timestamp" in (columns or ["timestamp"]):  # the rows pass, not the scan
             raise OSError("truncated parquet part")
         return broken(run, columns=columns, batch_rows=batch_rows)
 

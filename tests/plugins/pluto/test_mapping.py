@@ -330,3 +330,18 @@ def test_blank_names_and_pre_1970_times_have_a_clear_outcome(fake_pluto, tmp_pat
     assert run.config["_migrate"]["names"] == {"%20": " "}
     assert run.metric("%20") == {0: (1.0, 0), 1: (2.0, 10)}
     assert report.losses == {"points timed before 1970 (Pluto times are unsigned: sent as 1970-01-01)": 1}
+
+
+def test_series_logged_together_share_lines_and_land_the_same(fake_pluto, tmp_path):
+    n = 500
+    units = list(np.arange(n) * 1_000_000)
+    same = [series("R-1", f"m/{k}", units, [float(i * k) for i in range(n)]) for k in range(3)]
+    other = series("R-1", "m/odd", units[::2], [float(i) for i in range(0, n, 2)])
+    run, report = loaded(fake_pluto, tmp_path, "R-1", *same, other)
+    for k in range(3):
+        assert run.metric(f"m/{k}") == {i: (float(i * k), T0 + i) for i in range(n)}
+    assert run.metric("m/odd") == {i: (float(i), T0 + i // 2) for i in range(0, n, 2)}
+    bodies = [r.body for r in fake_pluto.requests_to("/ingest/metrics")]
+    lines = sum(body.count(b"\n") for body in bodies)
+    assert lines == n + n // 2  # one line per step for the three series, one per point for the fourth
+    assert report.rows == 3 * n + n // 2

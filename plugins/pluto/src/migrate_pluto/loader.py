@@ -10,6 +10,7 @@ the completed load record, then the final status, read back and repaired if a re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -36,6 +37,7 @@ from .uploads import BIG_KEY, FileUploads, big_payload
 
 LOG_TYPES = {"float_series": "METRIC", "string_series": "DATA", "histogram_series": "HISTOGRAM"}
 REPLACED_TAG = "migrate:replaced"
+GROUP_POINTS = 1_000_000  # metric points buffered to share lines between series (~24 MB)
 
 
 class NeedsReplacement(PlutoError):
@@ -80,6 +82,8 @@ class RunLoader(FileUploads):
         self._sending = True
         self._replaced = False
         self.resumed = False
+        self._metric_buffer: dict[str, list[tuple[np.ndarray, np.ndarray, pa.Array]]] = {}
+        self._buffered_points = 0
         self.expected_files: list[tuple[str, str, int]] = []  # (logName, fileName, size) a pass would upload
 
     def _external_id(self, generation: int) -> str:
@@ -599,7 +603,7 @@ class RunLoader(FileUploads):
 
     def _stream_rows(self) -> None:
         base = dict.fromkeys(("metrics", "data", "logs", "files"), 0)
-        for batch in self.reader.batches(batch_rows=self.config.read_batch_rows):
+        for batch in self.reader.batches(columns=self._stream_columns(), batch_rows=self.config.read_batch_rows):
             self.ctx.check_cancelled()
             if batch.num_rows == 0:
                 continue
@@ -611,17 +615,32 @@ class RunLoader(FileUploads):
                 n = pc.sum(mask).as_py() or 0
                 if not n:
                     continue
+                rows = table if n == table.num_rows else table.filter(mask)  # a run's batch is often one kind
                 if kind == "files" and not self._sending:
-                    self._file_digests(table.filter(mask))
+                    self._file_digests(rows)
                     continue
-                handler(table.filter(mask), base[kind])
+                handler(rows, base[kind])
                 base[kind] += n
             if self._sending:
                 self.ctx.progress(batch.num_rows)
         if self._sending:
+            self._flush_metrics()
             self._pipe.flush()
             self._record_metrics()
             self._save()
+
+    def _stream_columns(self) -> list[str]:
+        """Only the value columns this run's kinds use (the scan saw every type): a metrics-only run reads 5
+        of the 14 columns."""
+        types = set(self.info.attributes.values())
+        columns = ["attribute_path", "attribute_type", "step", "timestamp"]
+        if "float_series" in types:
+            columns.append("float_value")
+        if types & {"string_series", "histogram_series"}:
+            columns += ["string_value", "histogram_value"]
+        if types & {"file", "file_series", "file_set", "artifact"}:
+            columns.append("file_value")
+        return columns
 
     def _steps_times(self, rows: pa.Table) -> tuple[np.ndarray, np.ndarray, pa.Array]:
         """Pluto steps, ms times, and the mask of rows that have a step."""
@@ -669,8 +688,6 @@ class RunLoader(FileUploads):
         codes = encoded_paths.indices.to_numpy(zero_copy_only=False)
         order = np.argsort(codes, kind="stable")
         bounds = np.flatnonzero(np.diff(codes[order])) + 1
-        pending: list[bytes] = []
-        pending_points = 0
         for segment in np.split(order, bounds):
             if segment.size == 0:
                 continue
@@ -690,13 +707,43 @@ class RunLoader(FileUploads):
                 continue
             if held > 0:
                 seg = seg[held:]
-            take = pa.array(seg)
-            for start in range(0, seg.size, self.config.request_points):
-                part = seg[start : start + self.config.request_points]
-                body = encode.metric_body(name, steps[part], times[part],
-                                          values.take(take[start : start + self.config.request_points]))
-                pending.append(body)
-                pending_points += part.size
+            self._metric_buffer.setdefault(name, []).append((steps[seg], times[seg], values.take(pa.array(seg))))
+            self._buffered_points += seg.size
+        if self._buffered_points >= GROUP_POINTS:
+            self._flush_metrics()
+
+    def _flush_metrics(self) -> None:
+        """Send the buffered metric points, one line per step for the series that share steps and times.
+
+        Storage holds a run's series one after another, so the buffer spans batches (up to GROUP_POINTS
+        points): series logged together (the usual case) then share lines, as one `log()` of several keys
+        would send them, and the server parses a fraction of the text. Nothing else changes: Pluto keeps
+        one value per (series, step) either way."""
+        buffered, self._metric_buffer, self._buffered_points = self._metric_buffer, {}, 0
+        groups: list[tuple[np.ndarray, np.ndarray, list[tuple[str, pa.Array]]]] = []
+        by_shape: dict[tuple[int, bytes], list[int]] = {}
+        for name, chunks in buffered.items():
+            steps = chunks[0][0] if len(chunks) == 1 else np.concatenate([c[0] for c in chunks])
+            times = chunks[0][1] if len(chunks) == 1 else np.concatenate([c[1] for c in chunks])
+            values = chunks[0][2] if len(chunks) == 1 else pa.concat_arrays([c[2] for c in chunks])
+            key = (steps.size, hashlib.sha256(np.ascontiguousarray(steps)).digest()[:8])  # type: ignore[arg-type]
+            for index in by_shape.get(key, []):
+                if np.array_equal(groups[index][0], steps) and np.array_equal(groups[index][1], times):
+                    groups[index][2].append((name, values))
+                    break
+            else:
+                by_shape.setdefault(key, []).append(len(groups))
+                groups.append((steps, times, [(name, values)]))
+        pending: list[bytes] = []
+        pending_points = 0
+        for steps, times, members in groups:
+            rows = max(1, self.config.request_points // len(members))
+            for start in range(0, steps.size, rows):
+                end = min(start + rows, steps.size)
+                pending.append(encode.grouped_metric_body(
+                    [name for name, _values in members], steps[start:end], times[start:end],
+                    [values.slice(start, end - start) for _name, values in members]))
+                pending_points += (end - start) * len(members)
                 if pending_points >= self.config.request_points:
                     self._pipe.submit((b"".join(pending), pending_points))
                     pending, pending_points = [], 0
