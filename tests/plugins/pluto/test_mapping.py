@@ -345,3 +345,17 @@ def test_series_logged_together_share_lines_and_land_the_same(fake_pluto, tmp_pa
     lines = sum(body.count(b"\n") for body in bodies)
     assert lines == n + n // 2  # one line per step for the three series, one per point for the fourth
     assert report.rows == 3 * n + n // 2
+
+
+def test_the_scan_trusts_no_manifest_count_over_the_rows(fake_pluto, tmp_path):
+    """The scan reads only the value columns of the parameter types a manifest counts; a manifest that
+    misses one (hand-edited) must not turn that parameter into an absent one."""
+    storage = one_run(tmp_path, "R-1", params("R-1", [("p/lr", "float", "float_value", 0.25),
+                                                      ("p/name", "string", "string_value", "x")]),
+                      series("R-1", "m", [0, 1_000_000], [1.0, 2.0]))
+    manifest = storage.runs[(P, "R-1")][2]
+    assert manifest["rows_by_type"]["float"] == 1
+    del manifest["rows_by_type"]["float"]
+    load(make_sink(fake_pluto), storage, P, "R-1")
+    run = run_of(fake_pluto, "ws-proj", f"neptune:{P}:R-1")
+    assert run.config["p"] == {"lr": 0.25, "name": "x"}

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import structlog
 from migrate_core.api import RunReader
-from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, drop_absent, plain
+from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, VALUE_COLUMN, drop_absent, plain
 
 from .steps import StepPlanner
 
@@ -94,9 +94,21 @@ log = structlog.get_logger("migrate.pluto")
 
 def scan(reader: RunReader, batch_rows: int) -> Scan:
     started = time.perf_counter()
+    columns = scan_columns(reader)
+    result = _scan(reader, batch_rows, columns)
+    read = set(columns)
+    if any(VALUE_COLUMN[t] not in read for t in result.attributes.values() if t in PARAMETER_TYPES):
+        # the manifest's counts missed a parameter type (a hand-edited manifest): read it all, never guess
+        result = _scan(reader, batch_rows, SCAN_COLUMNS)
+    log.debug("run_scanned", project=reader.project_id, run=reader.run_id, rows=result.rows,
+              attributes=len(result.attributes), seconds=round(time.perf_counter() - started, 4))
+    return result
+
+
+def _scan(reader: RunReader, batch_rows: int, columns: list[str]) -> Scan:
     result = Scan()
     params: list[pa.Table] = []
-    for batch in reader.batches(columns=SCAN_COLUMNS, batch_rows=batch_rows):
+    for batch in reader.batches(columns=columns, batch_rows=batch_rows):
         if batch.num_rows == 0:
             continue
         result.rows += batch.num_rows
@@ -117,16 +129,25 @@ def scan(reader: RunReader, batch_rows: int) -> Scan:
         table = pa.concat_tables(params)
         full = plain(table)
         result.params, result.absent = _drop_absent_params(full)
-    log.debug("run_scanned", project=reader.project_id, run=reader.run_id, rows=result.rows,
-              attributes=len(result.attributes), seconds=round(time.perf_counter() - started, 4))
     return result
 
 
-def _drop_absent_params(table: pa.Table) -> tuple[pa.Table, int]:
-    """drop_absent needs every value column; parameter tables lack the file/histogram ones."""
-    from migrate_core.format import SCHEMA
+def scan_columns(reader: RunReader) -> list[str]:
+    """The scan's columns: identity and step, plus the value columns of the parameter types the run has.
+    A manifest counts rows per type, so a run with no float parameter never decodes its float series'
+    values here (that is most of a metrics-heavy run); without a manifest every parameter column is read."""
+    by_type = (reader.manifest or {}).get("rows_by_type")
+    if not isinstance(by_type, dict):
+        return SCAN_COLUMNS
+    wanted = {VALUE_COLUMN[t] for t in PARAMETER_TYPES if by_type.get(t)}
+    return [c for c in SCAN_COLUMNS if c in ("attribute_path", "attribute_type", "step") or c in wanted]
 
-    for name in ("file_value", "histogram_value"):
+
+def _drop_absent_params(table: pa.Table) -> tuple[pa.Table, int]:
+    """drop_absent needs every value column; parameter tables lack the columns the scan did not read."""
+    from migrate_core.format import SCHEMA, VALUE_COLUMNS
+
+    for name in VALUE_COLUMNS:
         if name not in table.column_names:
             table = table.append_column(SCHEMA.field(name), pa.nulls(table.num_rows, SCHEMA.field(name).type))
     return drop_absent(table)
