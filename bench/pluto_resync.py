@@ -12,7 +12,7 @@ start to exit, against the fake Pluto server (in this process). Steps:
 
 Target (issue 11): the re-sync sends only DEMO-7's new points and takes < 5% of the full load.
 
-    uv run python bench/pluto_resync.py [--runs 100 --points 50000]
+    uv run python bench/pluto_resync.py [--runs 100 --points 50000] [--dev-venv]
 """
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
+PYTHON = [sys.executable]  # replaced by the lean venv's interpreter when it can be built
+
+
 def _migrate(cwd: Path, env: dict[str, str], *args: str) -> float:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "migrate_core.cli", "--log-level", "warning", *args], cwd=cwd,
+    done = subprocess.run([*PYTHON, "-m", "migrate_core.cli", "--log-level", "warning", *args], cwd=cwd,
                           env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
@@ -51,6 +54,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--points", type=int, default=50_000, help="points per float series (4 series per run)")
     parser.add_argument("--grow", type=int, default=1_000, help="points the changed run gains per series")
+    parser.add_argument("--dev-venv", action="store_true",
+                        help="run migrate from this (dev) venv, where pluto-ml's .pth hook slows every start")
     args = parser.parse_args()
 
     from tests.fakes.pluto import FakePluto
@@ -63,6 +68,15 @@ def main() -> None:
              "--set", "source.demo.string_series_lines=220", "--set", "source.demo.histogram_steps=55"]
     with tempfile.TemporaryDirectory() as tmp, FakePluto() as srv:
         cwd = Path(tmp)
+        venv = "dev venv (pluto-ml's .pth hook at every start)"
+        if not args.dev_venv:
+            # a venv of migrate-core, -local-fs and -pluto with their own dependencies
+            from pluto_process import lean_venv
+
+            lean = lean_venv(cwd / "lean-venv")
+            if lean is not None:
+                PYTHON[:] = [str(lean / "python")]
+                venv = "venv without pluto-ml (what migrate-pluto installs)"
         env = {**os.environ, **srv.client_env(home=cwd, pluto_dir=cwd / "pluto")}
         into = ["--set", "sink.pluto.project=p"]
         export_s = _migrate(cwd, env, "export", "--source", "demo", *demo)
@@ -84,7 +98,8 @@ def main() -> None:
             for i in range(1, args.runs + 1))
 
     print(f"{args.runs} runs x 4 series x {args.points:,} points ({full_points:,} points), "
-          f"DEMO-7 grown by {args.grow:,} points per series; every figure is a whole `migrate` process")
+          f"DEMO-7 grown by {args.grow:,} points per series; every figure is a whole `migrate` process, "
+          f"from the {venv}")
     print(f"{'':34}{'seconds':>10}{'of full':>10}")
     print(f"{'export (demo source)':34}{export_s:>10.2f}")
     print(f"{'full load':34}{full_s:>10.2f}{1.0:>10.1%}")
