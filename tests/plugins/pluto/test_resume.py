@@ -168,17 +168,9 @@ def _snapshots(srv: FakePluto, project: str) -> dict:
     return {f"DEMO-{i}": snapshot(srv, project, f"demo:demo/project:DEMO-{i}") for i in (1, 2, 3)}
 
 
-@pytest.mark.parametrize(("path", "skip"), [
-    (r"^/api/runs/create$", 0),
-    (r"^/ingest/metrics$", 3),
-    (r"^/ingest/logs$", 2),
-    (r"^/s3/", 4),
-    (r"^/api/runs/status/update$", 1),
-])
-def test_kill_9_then_rerun_equals_one_uninterrupted_load(killable, path, skip):
-    srv, cwd, env, want = killable
-    project = f"kill{abs(hash(path)) % 10**6}"
-    load_args = _cli("load", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}")
+def _kill_9_at(srv: FakePluto, cwd: Path, env: dict[str, str], load_args: list[str], path: str, skip: int = 0) -> None:
+    """Start the load, hold the (skip+1)-th request to `path`, kill -9 the load while it waits for the answer,
+    then let the held request complete on the server: committed, never acknowledged."""
     if skip:
         srv.faults.add(path, "slow", times=skip, delay=0.0)
     held = srv.faults.add(path, "slow", times=1, delay=1.0)
@@ -192,7 +184,21 @@ def test_kill_9_then_rerun_equals_one_uninterrupted_load(killable, path, skip):
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(timeout=30)
     assert victim.returncode == -signal.SIGKILL  # killed while a request was held: the load was unfinished
-    time.sleep(1.2)  # the held request completes on the server: committed, never acknowledged
+    time.sleep(1.2)
+
+
+@pytest.mark.parametrize(("path", "skip"), [
+    (r"^/api/runs/create$", 0),
+    (r"^/ingest/metrics$", 3),
+    (r"^/ingest/logs$", 2),
+    (r"^/s3/", 4),
+    (r"^/api/runs/status/update$", 1),
+])
+def test_kill_9_then_rerun_equals_one_uninterrupted_load(killable, path, skip):
+    srv, cwd, env, want = killable
+    project = f"kill{abs(hash(path)) % 10**6}"
+    load_args = _cli("load", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}")
+    _kill_9_at(srv, cwd, env, load_args, path, skip)
     resumed = subprocess.run(load_args, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     got = _snapshots(srv, project)
@@ -251,18 +257,7 @@ def test_kill_9_then_rerun_on_a_machine_without_the_state_equals_one_load(killab
     machine = tmp_path / "machine"
     shutil.copytree(cwd / "exports", machine / "exports", ignore=shutil.ignore_patterns("migrate-state"))
     load_args = _cli("load", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}")
-    srv.faults.add(path, "slow", times=1, delay=0.0)
-    held = srv.faults.add(path, "slow", times=1, delay=1.0)
-    victim = subprocess.Popen(load_args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while held.hits == 0 and victim.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert held.hits == 1, "the load never reached the kill point"
-    finally:
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.wait(timeout=30)
-    time.sleep(1.2)  # the held request completes on the server: committed, never acknowledged
+    _kill_9_at(srv, cwd, env, load_args, path, skip=1)
     resumed = subprocess.run(load_args, cwd=machine, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     got = _snapshots(srv, project)
@@ -284,17 +279,7 @@ def test_the_one_unknowable_window_is_counted_not_hidden(killable, tmp_path):
     machine = tmp_path / "machine"
     shutil.copytree(cwd / "exports", machine / "exports", ignore=shutil.ignore_patterns("migrate-state"))
     load_args = _cli("load", "--sink", "pluto", *SINK, "--set", f"sink.pluto.project={project}")
-    held = srv.faults.add(r"^/ingest/data$", "slow", times=1, delay=1.0)
-    victim = subprocess.Popen(load_args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while held.hits == 0 and victim.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert held.hits == 1
-    finally:
-        os.kill(victim.pid, signal.SIGKILL)
-        victim.wait(timeout=30)
-    time.sleep(1.2)
+    _kill_9_at(srv, cwd, env, load_args, r"^/ingest/data$")
     resumed = subprocess.run([*load_args, "--json"], cwd=machine, env=env, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     losses = json.loads(resumed.stdout)["losses"]
