@@ -80,7 +80,9 @@ DataPathOpt = Annotated[
 FilesPathOpt = Annotated[
     Path | None, typer.Option("--files-path", help="local_fs: files root (default ./exports/files).", show_default=False)
 ]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Redo runs already exported/loaded.")]
+ForceOpt = Annotated[bool, typer.Option(
+    "--force", help="Redo runs already exported; on load, replace each selected run with a fresh load (Pluto "
+                    "cannot delete: the old run is kept, marked migrate:replaced).")]
 RefreshOpt = Annotated[
     bool, typer.Option("--refresh", help="Export again the complete runs whose source changed since their export.")
 ]
@@ -109,7 +111,8 @@ SkipFailedOpt = Annotated[
 UntilOpt = Annotated[
     str | None, typer.Option("--until", help="Only runs modified before this ISO time.", show_default=False)
 ]
-RetryOpt = Annotated[bool, typer.Option("--retry-failed", help="Load runs whose last load failed.")]
+RetryOpt = Annotated[bool, typer.Option(
+    "--retry-failed", help="Load runs whose last load failed, then the forks that were deferred for them.")]
 ShardOpt = Annotated[
     str | None,
     typer.Option("--shard", help="I/N: export only shard I of N (0-based); run N exports with 0/N .. N-1/N, e.g. "
