@@ -11,7 +11,7 @@ from .loader import RunLoader
 from .names import source_kind
 from .settings import PlutoConfig
 from .state import StateStore
-from .transport import Circuit, Transport, retry_policy
+from .transport import Circuit, Transport, retry_policy, tls_context
 
 
 class PlutoSink(Sink):
@@ -24,6 +24,9 @@ class PlutoSink(Sink):
         self._api_key = credentials.api_key(config)
         self.policy = retry_policy(config.retries, config.backoff, config.backoff_max)
         self.circuit = Circuit()
+        # loading the CA bundle costs ~0.1 s of CPU; OpenSSL does it without the GIL, so it overlaps the
+        # storage listing and the first scans instead of delaying the first request (the first client waits)
+        threading.Thread(target=tls_context, args=(config.verify_tls,), name="pluto-tls", daemon=True).start()
 
     def target(self) -> str:
         return f"pluto:{self.endpoints.api}/{self.config.project or '<source project>'}"
