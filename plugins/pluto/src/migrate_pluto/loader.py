@@ -602,7 +602,6 @@ class RunLoader(FileUploads):
     # ================================================================== the rows
 
     def _stream_rows(self) -> None:
-        base = dict.fromkeys(("metrics", "data", "logs", "files"), 0)
         for batch in self.reader.batches(columns=self._stream_columns(), batch_rows=self.config.read_batch_rows):
             self.ctx.check_cancelled()
             if batch.num_rows == 0:
@@ -619,8 +618,7 @@ class RunLoader(FileUploads):
                 if kind == "files" and not self._sending:
                     self._file_digests(rows)
                     continue
-                handler(rows, base[kind])
-                base[kind] += n
+                handler(rows)
             if self._sending:
                 self.ctx.progress(batch.num_rows)
         if self._sending:
@@ -672,7 +670,7 @@ class RunLoader(FileUploads):
 
     # ---------------------------------------------------------------- metrics
 
-    def _metrics(self, rows: pa.Table, base: int) -> None:
+    def _metrics(self, rows: pa.Table) -> None:
         steps, times, has_step = self._steps_times(rows)
         values = rows["float_value"].combine_chunks()
         keep = pc.and_(has_step, pc.is_valid(values))
@@ -790,7 +788,7 @@ class RunLoader(FileUploads):
 
     # ---------------------------------------------------------------- data (string series, histograms)
 
-    def _data(self, rows: pa.Table, base: int) -> None:
+    def _data(self, rows: pa.Table) -> None:
         steps, times, has_step = self._steps_times(rows)
         units = step_units(rows["step"].combine_chunks())
         paths = rows["attribute_path"].to_pylist()
@@ -829,7 +827,7 @@ class RunLoader(FileUploads):
 
     # ---------------------------------------------------------------- console logs
 
-    def _logs(self, rows: pa.Table, base: int) -> None:
+    def _logs(self, rows: pa.Table) -> None:
         _steps, times, _has = self._steps_times(rows)
         paths = rows["attribute_path"].to_pylist()
         messages = rows["string_value"].to_pylist()

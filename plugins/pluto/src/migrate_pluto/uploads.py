@@ -106,7 +106,7 @@ class FileUploads:
                 file_name = self._file_name(name, rel, stored[i], step, len(members) > 1)
                 self.expected_files.append((name, file_name, size))
 
-    def _files(self, rows: pa.Table, base: int) -> None:
+    def _files(self, rows: pa.Table) -> None:
         steps, times, has_step = self._steps_times(rows)
         ok_step = has_step.to_numpy(zero_copy_only=False)
         paths = rows["attribute_path"].to_pylist()
