@@ -17,11 +17,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import __version__
-from .format import VALUE_COLUMN, plain
+from .format import VALUE_COLUMN, plain, step_units
 
 FORMAT = "migrate.run-manifest"
 SCHEMA_VERSION = 1
@@ -74,6 +75,27 @@ def _only_value(column: pa.ChunkedArray) -> Any:
 
 
 SMALL_TABLE_ROWS = 256
+_STEP_DECIMALS = "_step_decimals"
+
+
+def step_decimals(steps: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Per row, how many of the step's six decimal places are used (0 for an integer step or a null one).
+    A loader maps the steps of a run injectively onto integers by the run's largest count, so the manifest
+    records it per attribute and the loader needs no pass over the rows to find it."""
+    units = step_units(steps)
+    out = np.zeros(units.size, dtype=np.int8)
+    if units.size and np.any(units % 1_000_000):
+        for exponent in range(1, 7):  # divisibility by 10**j is nested: count the powers that do not divide
+            out += (units % 10**exponent != 0).astype(np.int8)
+    return out
+
+
+def _decimals_of(step: Any) -> int:
+    """`step_decimals` of one Decimal step (None: 0)."""
+    if step is None:
+        return 0
+    exponent = Decimal(step).normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 def _small_groups(table: pa.Table) -> list[dict[str, Any]]:
@@ -85,7 +107,7 @@ def _small_groups(table: pa.Table) -> list[dict[str, Any]]:
         row = groups.get(key)
         if row is None:
             row = groups[key] = {"attribute_path": key[0], "attribute_type": key[1], "count_all": 0,
-                                 "step_min": None, "step_max": None}
+                                 "step_min": None, "step_max": None, f"{_STEP_DECIMALS}_max": 0}
             for column in _FIRST_LAST_COLUMNS:
                 row[f"{column}_first"] = row[f"{column}_last"] = None
         row["count_all"] += 1
@@ -93,6 +115,7 @@ def _small_groups(table: pa.Table) -> list[dict[str, Any]]:
         if step is not None:
             row["step_min"] = step if row["step_min"] is None else min(row["step_min"], step)
             row["step_max"] = step if row["step_max"] is None else max(row["step_max"], step)
+            row[f"{_STEP_DECIMALS}_max"] = max(row[f"{_STEP_DECIMALS}_max"], _decimals_of(step))
         for column in _FIRST_LAST_COLUMNS:
             value = columns[column][i]
             if value is not None:
@@ -122,12 +145,14 @@ class AttributeStats:
             for row in _small_groups(table):
                 self._merge(row)
             return
-        aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max")]
+        aggregations: list[tuple[Any, str]] = [([], "count_all"), ("step", "min"), ("step", "max"),
+                                               (_STEP_DECIMALS, "max")]
         aggregations += [(column, "first") for column in _FIRST_LAST_COLUMNS]
         aggregations += [(column, "last") for column in _FIRST_LAST_COLUMNS]
         keys = table.select(["attribute_path", "attribute_type"])
         if any(pa.types.is_dictionary(t) for t in keys.schema.types):
             table = plain(table)
+        table = table.append_column(_STEP_DECIMALS, pa.array(step_decimals(table.column("step")), pa.int8()))
         grouped = table.group_by(["attribute_path", "attribute_type"], use_threads=False).aggregate(aggregations)
         for row in grouped.to_pylist():
             self._merge(row)
@@ -147,6 +172,7 @@ class AttributeStats:
             "count_all": table.num_rows,
             "step_min": steps["min"].as_py(),
             "step_max": steps["max"].as_py(),
+            f"{_STEP_DECIMALS}_max": int(step_decimals(table.column("step")).max(initial=0)),
         }
         column = VALUE_COLUMN.get(type_)
         if column in _FIRST_LAST_COLUMNS:
@@ -169,6 +195,7 @@ class AttributeStats:
                 "rows": count,
                 "step_min": row["step_min"],
                 "step_max": row["step_max"],
+                "step_decimals": int(row.get(f"{_STEP_DECIMALS}_max") or 0),
                 "first": first,
                 "last": last,
             }
@@ -179,6 +206,7 @@ class AttributeStats:
         entry["rows"] += count
         entry["step_min"] = _pick(min, entry["step_min"], row["step_min"])
         entry["step_max"] = _pick(max, entry["step_max"], row["step_max"])
+        entry["step_decimals"] = max(entry["step_decimals"], int(row.get(f"{_STEP_DECIMALS}_max") or 0))
         if last is not None or column not in _FIRST_LAST_COLUMNS:
             entry["last"] = last
         if entry["first"] is None:

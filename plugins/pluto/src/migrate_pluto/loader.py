@@ -665,6 +665,11 @@ class RunLoader(FileUploads):
         below = int(((shifted < 0) & has_step.to_numpy(zero_copy_only=False)).sum())
         if below:  # the plan covers every step of the run, so only a defect gets here: say so, never clamp quietly
             self.ctx.report.lost("points below the run's step offset (sent at step 0)", below)
+        if self.plan.divisor > 1:
+            between = int(((shifted % self.plan.divisor != 0) & has_step.to_numpy(zero_copy_only=False)).sum())
+            if between:  # only a manifest whose step summary disagrees with its rows gets here: say so
+                self.ctx.report.lost("points between the steps of the run's step plan (its manifest's step "
+                                     "summary disagrees with the rows: export the run again)", between)
         steps = np.where(shifted >= 0, shifted, 0) // self.plan.divisor
         return steps.astype(np.uint64), times_np.astype(np.int64), has_step
 
@@ -695,18 +700,27 @@ class RunLoader(FileUploads):
             seg = segment[keep_np[segment]]
             if name in self.skip_metrics or seg.size == 0:
                 continue
-            self._track_steps(name, steps[seg])
+            # storage holds a series' points together, so a segment is usually one run of rows: views and
+            # an Arrow slice instead of gathered copies
+            first = int(seg[0])
+            pick: slice | np.ndarray = slice(first, first + seg.size) if int(seg[-1]) - first + 1 == seg.size \
+                else seg
+            seg_steps, seg_times = steps[pick], times[pick]
+            self._track_steps(name, seg_steps)
             before = self.metric_digests.rows.get(name, 0)
-            self.metric_digests.add(name, steps[seg], times[seg], values_np[seg])
+            self.metric_digests.add(name, seg_steps, seg_times, values_np[pick])
             if not self._sending:
                 continue
             held = self.have_points.get(name, 0) - before  # the series' leading points Pluto holds unchanged
             if held >= seg.size:
                 continue
-            if held > 0:
-                seg = seg[held:]
-            self._metric_buffer.setdefault(name, []).append((steps[seg], times[seg], values.take(pa.array(seg))))
-            self._buffered_points += seg.size
+            if isinstance(pick, slice):
+                picked = values.slice(first + max(held, 0), seg.size - max(held, 0))
+            else:
+                picked = values.take(pa.array(seg[max(held, 0):]))
+            held = max(held, 0)
+            self._metric_buffer.setdefault(name, []).append((seg_steps[held:], seg_times[held:], picked))
+            self._buffered_points += seg.size - held
         if self._buffered_points >= GROUP_POINTS:
             self._flush_metrics()
 

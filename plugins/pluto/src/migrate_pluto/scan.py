@@ -17,7 +17,7 @@ import structlog
 from migrate_core.api import RunReader
 from migrate_core.format import PARAMETER_TYPES, SERIES_TYPES, VALUE_COLUMN, drop_absent, plain
 
-from .steps import StepPlanner
+from .steps import StepPlanner, units_of
 
 LOG_PATH = re.compile(r"^monitoring/(?:.*/)?(stdout|stderr)$")
 _FALSE = pa.scalar(False, pa.bool_())  # typed: a Python False is converted (and tries an import) per call
@@ -94,18 +94,65 @@ log = structlog.get_logger("migrate.pluto")
 
 def scan(reader: RunReader, batch_rows: int) -> Scan:
     started = time.perf_counter()
-    columns = scan_columns(reader)
-    result = _scan(reader, batch_rows, columns)
-    read = set(columns)
-    if any(VALUE_COLUMN[t] not in read for t in result.attributes.values() if t in PARAMETER_TYPES):
-        # the manifest's counts missed a parameter type (a hand-edited manifest): read it all, never guess
-        result = _scan(reader, batch_rows, SCAN_COLUMNS)
+    result, source = from_manifest(reader, batch_rows), "manifest"
+    if result is None:
+        source, columns = "rows", scan_columns(reader)
+        result = _scan(reader, batch_rows, columns)
+        read = set(columns)
+        if any(VALUE_COLUMN[t] not in read for t in result.attributes.values() if t in PARAMETER_TYPES):
+            # the manifest's counts missed a parameter type (a hand-edited manifest): read it all, never guess
+            result = _scan(reader, batch_rows, SCAN_COLUMNS)
     log.debug("run_scanned", project=reader.project_id, run=reader.run_id, rows=result.rows,
-              attributes=len(result.attributes), seconds=round(time.perf_counter() - started, 4))
+              attributes=len(result.attributes), plan_from=source, seconds=round(time.perf_counter() - started, 4))
     return result
 
 
-def _scan(reader: RunReader, batch_rows: int, columns: list[str]) -> Scan:
+def from_manifest(reader: RunReader, batch_rows: int) -> Scan | None:
+    """The scan from the manifest's per-attribute summary (type, rows, smallest step, decimal places of the
+    steps), reading only the parameter rows, and those without the step column; a metrics-only run reads
+    nothing here. None when the manifest cannot stand in for the rows: none (a neptune-exporter dump), one
+    written before it recorded step decimals, or an attribute stored under more than one type."""
+    manifest = reader.manifest or {}
+    attributes, by_type = manifest.get("attributes"), manifest.get("rows_by_type")
+    if not isinstance(attributes, dict) or not isinstance(by_type, dict) or not isinstance(manifest.get("rows"), int):
+        return None
+    result = Scan(rows=manifest["rows"])
+    divisor_decimals, min_units = 0, 0
+    for path, entry in attributes.items():
+        if not isinstance(entry, dict) or "other_types" in entry or not isinstance(entry.get("type"), str):
+            return None
+        type_, rows = entry["type"], entry.get("rows")
+        if not isinstance(rows, int):
+            return None
+        if type_ not in PARAMETER_TYPES and kind_of(path, type_) is None:
+            result.unknown_types[type_] = result.unknown_types.get(type_, 0) + rows
+            continue
+        result.attributes[path] = type_
+        if type_ in SERIES_TYPES and entry.get("step_min") is not None:
+            decimals = entry.get("step_decimals")
+            if not isinstance(decimals, int) or not 0 <= decimals <= 6:
+                return None
+            divisor_decimals = max(divisor_decimals, decimals)
+            try:
+                min_units = min(min_units, units_of(entry["step_min"]))
+            except (ArithmeticError, ValueError, TypeError):
+                return None
+    if sum(entry["rows"] for entry in attributes.values()) != result.rows:
+        return None  # the summary does not add up to the run: read the rows
+    result.planner.divisor = 10 ** (6 - divisor_decimals)
+    result.planner.min_units = min_units
+    if any(by_type.get(t) for t in PARAMETER_TYPES):
+        wanted = {VALUE_COLUMN[t] for t in PARAMETER_TYPES if by_type.get(t)}
+        columns = ["attribute_path", "attribute_type", *(c for c in SCAN_COLUMNS if c in wanted)]
+        rows = _scan(reader, batch_rows, columns, steps=False)
+        if rows.rows != result.rows or any(VALUE_COLUMN[t] not in wanted for t in rows.attributes.values()
+                                           if t in PARAMETER_TYPES):
+            return None
+        result.params, result.absent = rows.params, rows.absent
+    return result
+
+
+def _scan(reader: RunReader, batch_rows: int, columns: list[str], steps: bool = True) -> Scan:
     result = Scan()
     params: list[pa.Table] = []
     for batch in reader.batches(columns=columns, batch_rows=batch_rows):
@@ -122,6 +169,8 @@ def _scan(reader: RunReader, batch_rows: int, columns: list[str]) -> Scan:
         if pc.any(is_param).as_py():
             table = pa.Table.from_batches([batch]).filter(is_param)
             params.append(plain_identity(table))
+        if not steps:
+            continue
         is_series = pc.and_(value_mask(types, SERIES_TYPES.__contains__), pc.is_valid(batch.column("step")))
         if pc.any(is_series).as_py():
             result.planner.add(pc.filter(batch.column("step"), is_series))
