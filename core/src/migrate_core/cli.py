@@ -20,12 +20,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from . import completion
+from .completion import Shell
 from .errors import MigrateError, PluginError, UsageError
 from .helptext import (
     PANEL_EXECUTION,
     PANEL_OUTPUT,
     PANEL_PLUGINS,
     PANEL_SELECTION,
+    PANEL_SHELL,
     PANEL_SOURCE,
     PANEL_STORAGE,
     Command,
@@ -399,6 +402,16 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    install_completion: Annotated[
+        Shell | None, typer.Option("--install-completion", metavar=choices(Shell), callback=completion.install,
+                                   expose_value=False, is_eager=True, rich_help_panel=PANEL_SHELL,
+                                   help="Install tab completion for this shell.", show_default=False)
+    ] = None,
+    show_completion: Annotated[
+        Shell | None, typer.Option("--show-completion", metavar=choices(Shell), callback=completion.show,
+                                   expose_value=False, is_eager=True, rich_help_panel=PANEL_SHELL,
+                                   help="Print the completion script, to install it by hand.", show_default=False)
+    ] = None,
 ) -> None:
     from .logsetup import configure_logging
 
@@ -892,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
+    completion.prepare("migrate")
     try:
         result = command.main(args=argv, prog_name="migrate", standalone_mode=False)
         code = result if isinstance(result, int) else 0
