@@ -231,6 +231,17 @@ class Options:
             flags[key] = (self.source_flags or {})[flag]
         return flags
 
+    @staticmethod
+    def flag_names(flags: dict[str, Any]) -> dict[str, str]:
+        """Each key of flags() -> its option, for the provenance `config show` prints (`flag --data-path`)."""
+        names = {"run.projects": "--project"}
+        for key in flags:
+            last = key.rsplit(".", 1)[-1]
+            flag = next((f for f, keys in SOURCE_FLAG_KEYS.items() if key.startswith("source.") and last in keys),
+                        last)
+            names.setdefault(key, "--" + flag.replace("_", "-"))
+        return names
+
 
 class Session:
     """Everything one command needs: config, registry, and the chosen components (built lazily)."""
@@ -244,7 +255,8 @@ class Session:
         first = cfg.load(options.config, options.sets, options.flags())
         first_run = first.run_config()
         source_keys = self._source_keys(first_run.source)
-        self.config = cfg.load(options.config, options.sets, options.flags(first_run.storage, source_keys))
+        flags = options.flags(first_run.storage, source_keys)
+        self.config = cfg.load(options.config, options.sets, flags, flag_names=options.flag_names(flags))
         self.run = self.config.run_config()
         self._validate_plugin_tables()
 
@@ -495,7 +507,9 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
 def _export_workers(session: Session, source: Source | None) -> int | None:
     """The source's preferred number of export workers, unless the user chose --workers (or run.workers)."""
     hint = getattr(source, "workers_hint", None) if source is not None else None
-    if hint and session.config.origin("run.workers") == "defaults":
+    from .config import DEFAULT_ORIGIN
+
+    if hint and session.config.origin("run.workers") == DEFAULT_ORIGIN:
         return int(hint)
     return None
 
@@ -823,41 +837,20 @@ def config_show(
     files_path: FilesPathOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The effective configuration after file, env, --set and flags, with every default; secrets masked."""
-    from . import config as cfg
-    from .plugins import KINDS
+    """The complete effective configuration and where each value came from; secrets masked.
+
+    Every key of [run] and of the chosen plugins' tables, defaults included; each value's origin is the
+    comment after it (default, the file and line, env VAR, --set, flag --NAME). The TOML reads back to the
+    same values and can be saved as migrate.toml; --json gives {"config": ..., "origins": {"run.workers": ...}}.
+    """
+    from .configshow import effective, to_toml
 
     session = Session(_options(**locals()))
-    effective: dict[str, Any] = {"run": session.run.model_dump(mode="json")}
-    for kind in KINDS:
-        chosen = getattr(session.run, kind)
-        names = set(session.config.table(kind)) | ({chosen} if chosen else set())
-        for name in sorted(names):
-            if name in session.registry.components[kind]:
-                _spec, model = session.plugin_config(kind, name)
-                effective.setdefault(kind, {})[name] = model.model_dump(mode="json")
-    effective = cfg.masked(effective)
+    values, origins = effective(session)
     if json_out:
-        _emit_json(effective)
+        _emit_json({"config": values, "origins": origins})
     else:
-        _out(_to_toml(effective))
-
-
-def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    lines: list[str] = []
-    tables = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif value is not None:
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    for key, value in tables:
-        name = f"{prefix}.{key}" if prefix else key
-        body = _to_toml(value, name)
-        if any(not isinstance(v, dict) for v in value.values()):
-            lines.append(f"\n[{name}]")
-        lines.append(body)
-    return "\n".join(line for line in lines if line != "").strip()
+        sys.stdout.write(to_toml(values, origins))
 
 
 # ------------------------------------------------------------------------------------------- entry point
