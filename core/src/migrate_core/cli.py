@@ -24,6 +24,7 @@ from . import completion
 from .completion import Shell
 from .errors import MigrateError, PluginError, UsageError
 from .helptext import (
+    BEFORE_COMMAND,
     PANEL_EXECUTION,
     PANEL_OUTPUT,
     PANEL_PLUGINS,
@@ -402,6 +403,7 @@ class LogFormat(StrEnum):
 
 @app.callback()
 def root(
+    ctx: typer.Context,
     log_level: Annotated[
         LogLevel, typer.Option("--log-level", metavar=choices(LogLevel), case_sensitive=False,
                                envvar="MIGRATE_LOG_LEVEL", rich_help_panel=PANEL_OUTPUT, help="Log level.")
@@ -425,11 +427,16 @@ def root(
                                    help="Print the completion script, to install it by hand.", show_default=False)
     ] = None,
 ) -> None:
-    from .logsetup import configure_logging
-
     global _LOG_LEVEL
-    configure_logging(log_level.value, log_format.value)
     _LOG_LEVEL = log_level.value
+
+    def start_logging() -> None:
+        from .logsetup import configure_logging
+
+        configure_logging(log_level.value, log_format.value)
+
+    # run as the command starts (helptext.Command), so `migrate export --help` imports no structlog
+    ctx.meta[BEFORE_COMMAND] = start_logging
 
 
 # ------------------------------------------------------------------------------------------- moving data

@@ -21,6 +21,8 @@ PANEL_EXECUTION = "Execution"
 PANEL_OUTPUT = "Output"
 PANEL_SHELL = "Shell completion"
 
+BEFORE_COMMAND = "migrate.before_command"  # ctx.meta key: what the root callback leaves for the command
+
 
 def choices(enum: type[StrEnum]) -> str:
     """The metavar of a choice option: `exclude|include|only`."""
@@ -44,7 +46,16 @@ class _NoFlagMetavar:
 
 
 class Command(_NoFlagMetavar, TyperCommand):
-    """A `migrate` command (use as `@app.command(cls=Command)`)."""
+    """A `migrate` command (use as `@app.command(cls=Command)`).
+
+    Before its callback runs, the root's `ctx.meta[BEFORE_COMMAND]` does (logging set up): a `--help` exits
+    while parsing, before that, and so never imports what logging needs (structlog, pydantic)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        before = ctx.meta.pop(BEFORE_COMMAND, None)
+        if before is not None:
+            before()
+        return super().invoke(ctx)
 
 
 class Group(_NoFlagMetavar, TyperGroup):
