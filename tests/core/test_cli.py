@@ -1,3 +1,5 @@
+import re
+
 import pyarrow as pa
 from migrate_core.format import make_batch
 from migrate_core.testing import MemoryRun
@@ -161,12 +163,12 @@ def test_version_and_config_show(migrate, monkeypatch):
     version = migrate("--version")
     assert version.code == 0 and version.out.startswith("migrate ")
     monkeypatch.setenv("MIGRATE__SOURCE__DEMO__RUNS", "7")
-    shown = migrate("config", "show", "--json", "--data-path", "/tmp/x").json()
+    shown = migrate("config", "show", "--json", "--data-path", "/tmp/x").json()["config"]
     assert shown["run"]["source"] == "demo" and shown["source"]["demo"]["runs"] == 7
     assert shown["storage"]["local_fs"]["data_path"] == "/tmp/x"
     assert shown["source"]["demo"]["points_per_series"] == 1000  # defaults are shown
     text = migrate("config", "show")
-    assert "[source.demo]" in text.out and "runs = 7" in text.out
+    assert "[source.demo]" in text.out and re.search(r"^runs = 7 +# env MIGRATE__SOURCE__DEMO__RUNS$", text.out, re.M)
 
 
 def test_help_answers_questions(migrate):
@@ -200,7 +202,7 @@ def test_since_until_window(migrate):
 def test_source_flags_map_to_the_chosen_sources_table(migrate):
     unsupported = migrate("export", "--source", "demo", "--query", "`sys/id`:string = \"X\"")
     assert unsupported.code == 2 and "--query is not supported by source 'demo'" in unsupported.err
-    shown = migrate("config", "show", "--json", "--source", "neptune2").json()
+    shown = migrate("config", "show", "--json", "--source", "neptune2").json()["config"]
     assert shown["source"]["neptune2"]["trashed"] == "exclude"
 
 

@@ -41,7 +41,7 @@ def test_bad_value_names_path_line_and_value(tmp_path):
 def test_bad_value_from_set_and_env_says_so():
     with pytest.raises(ConfigError, match=r"run\.workers \(--set\)"):
         cfg.load(None, sets=["run.workers=0"], env={}, cwd=None).run_config()
-    with pytest.raises(ConfigError, match=r"run\.runs \(environment\): .*regular expression"):
+    with pytest.raises(ConfigError, match=r"run\.runs \(env MIGRATE__RUN__RUNS\): .*regular expression"):
         cfg.load(None, env={"MIGRATE__RUN__RUNS": "(["}).run_config()
 
 

@@ -14,12 +14,29 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from . import completion
+from .completion import Shell
 from .errors import MigrateError, PluginError, UsageError
+from .helptext import (
+    BEFORE_COMMAND,
+    PANEL_EXECUTION,
+    PANEL_OUTPUT,
+    PANEL_PLUGINS,
+    PANEL_SELECTION,
+    PANEL_SHELL,
+    PANEL_SOURCE,
+    PANEL_STORAGE,
+    Command,
+    Group,
+    choices,
+    examples,
+)
 
 # Everything heavy (pydantic through config, pyarrow through api, structlog through logsetup and plugins) is
 # imported where a command needs it, so `migrate --help` and `migrate --version` start in a fraction of the
@@ -30,15 +47,19 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     name="migrate",
-    help="Move ML experiment-tracking history between systems (Neptune -> Pluto, ...) without losing data.\n\n"
-    "Typical: `migrate export --source demo`, `migrate inspect`, `migrate run --source neptune3 --sink pluto`.",
+    cls=Group,
+    help="Move ML experiment-tracking history between systems (Neptune -> Pluto, ...) without losing data.",
+    epilog=examples("migrate export --source demo", "migrate inspect",
+                    "migrate run --source neptune3 --sink pluto -p ws/proj"),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-plugins_app = typer.Typer(help="Installed plugins.", no_args_is_help=True)
-config_app = typer.Typer(help="Effective configuration.", no_args_is_help=True)
+plugins_app = typer.Typer(cls=Group, help="Installed plugins.", no_args_is_help=True,
+                          epilog=examples("migrate plugins list", "migrate plugins list --json"))
+config_app = typer.Typer(cls=Group, help="Effective configuration.", no_args_is_help=True,
+                         epilog=examples("migrate config show", "migrate config show --sink pluto --json"))
 app.add_typer(plugins_app, name="plugins")
 app.add_typer(config_app, name="config")
 
@@ -49,81 +70,112 @@ _LOG_LEVEL = "info"  # the root's --log-level, passed on to `export --processes`
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("-c", "--config", help="TOML config file (default: ./migrate.toml if present).", show_default=False),
+    typer.Option("-c", "--config", metavar="PATH", rich_help_panel=PANEL_PLUGINS,
+                 help="TOML config file (default: ./migrate.toml if present).", show_default=False),
 ]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override any config key: --set source.demo.runs=10 (repeatable).", show_default=False),
+    typer.Option("--set", metavar="KEY=VALUE", rich_help_panel=PANEL_PLUGINS,
+                 help="Override any config key: --set source.demo.runs=10 (repeatable).", show_default=False),
 ]
-SourceOpt = Annotated[str | None, typer.Option("--source", help="Source plugin (default: demo).", show_default=False)]
+SourceOpt = Annotated[str | None, typer.Option("--source", metavar="NAME", rich_help_panel=PANEL_PLUGINS,
+                                               help="Source plugin (default: demo).", show_default=False)]
 StorageOpt = Annotated[
-    str | None, typer.Option("--storage", help="Storage plugin (default: local_fs).", show_default=False)
+    str | None, typer.Option("--storage", metavar="NAME", rich_help_panel=PANEL_PLUGINS,
+                             help="Storage plugin (default: local_fs).", show_default=False)
 ]
-SinkOpt = Annotated[str | None, typer.Option("--sink", help="Sink plugin, e.g. pluto.", show_default=False)]
+SinkOpt = Annotated[str | None, typer.Option("--sink", metavar="NAME", rich_help_panel=PANEL_PLUGINS,
+                                             help="Sink plugin, e.g. pluto.", show_default=False)]
 ProjectOpt = Annotated[
     list[str] | None,
-    typer.Option("-p", "--project", help="Project id workspace/project (repeatable; default: all).", show_default=False),
+    typer.Option("-p", "--project", metavar="WS/PROJECT", rich_help_panel=PANEL_SELECTION,
+                 help="Project to move (repeatable; default: all).", show_default=False),
 ]
-RunsOpt = Annotated[str | None, typer.Option("-r", "--runs", help="Regex on run ids.", show_default=False)]
-AttrsOpt = Annotated[str | None, typer.Option("-a", "--attributes", help="Regex on attribute paths.", show_default=False)]
+RunsOpt = Annotated[str | None, typer.Option("-r", "--runs", metavar="REGEX", rich_help_panel=PANEL_SELECTION,
+                                             help="Regex on run ids.", show_default=False)]
+AttrsOpt = Annotated[str | None, typer.Option("-a", "--attributes", metavar="REGEX", rich_help_panel=PANEL_SELECTION,
+                                              help="Regex on attribute paths.", show_default=False)]
 WorkersOpt = Annotated[
     int | None,
-    typer.Option("--workers", min=1, help="Runs in parallel (default 4; exports use the source's preference if it "
-                 "has one: neptune3 2).", show_default=False),
+    typer.Option("--workers", min=1, metavar="N", rich_help_panel=PANEL_EXECUTION,
+                 help="Runs in parallel (default 4; exports use the source's preference if it has one: "
+                 "neptune3 2).", show_default=False),
 ]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows, losses); write nothing.")]
-StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 if any value could not be carried.")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", rich_help_panel=PANEL_EXECUTION,
+                                         help="Show the plan (runs, rows, losses); write nothing.")]
+StrictOpt = Annotated[bool, typer.Option("--strict", rich_help_panel=PANEL_EXECUTION,
+                                         help="Exit 1 if any value could not be carried.")]
+JsonOpt = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL_OUTPUT,
+                                       help="Machine-readable JSON on stdout.")]
 DataPathOpt = Annotated[
-    Path | None, typer.Option("--data-path", help="local_fs: parquet root (default ./exports/data).", show_default=False)
+    Path | None, typer.Option("--data-path", metavar="PATH", rich_help_panel=PANEL_STORAGE,
+                              help="Parquet root (default ./exports/data).", show_default=False)
 ]
 FilesPathOpt = Annotated[
-    Path | None, typer.Option("--files-path", help="local_fs: files root (default ./exports/files).", show_default=False)
+    Path | None, typer.Option("--files-path", metavar="PATH", rich_help_panel=PANEL_STORAGE,
+                              help="Files root (default ./exports/files).", show_default=False)
 ]
 ForceOpt = Annotated[bool, typer.Option(
-    "--force", help="Redo runs already exported; on load, replace each selected run with a fresh load (Pluto "
-                    "cannot delete: the old run is kept, marked migrate:replaced).")]
+    "--force", rich_help_panel=PANEL_EXECUTION,
+    help="Redo runs already exported; on load, replace each selected run with a fresh load (Pluto "
+         "cannot delete: the old run is kept, marked migrate:replaced).")]
 RefreshOpt = Annotated[
-    bool, typer.Option("--refresh", help="Export again the complete runs whose source changed since their export.")
+    bool, typer.Option("--refresh", rich_help_panel=PANEL_EXECUTION,
+                       help="Export again the complete runs whose source changed since their export.")
 ]
 SinceOpt = Annotated[
     str | None,
-    typer.Option("--since", help="Only runs modified at/after this ISO time (UTC if no zone).", show_default=False),
+    typer.Option("--since", metavar="TIME", rich_help_panel=PANEL_SELECTION,
+                 help="Only runs modified at/after this ISO time (UTC if no zone).", show_default=False),
 ]
 QueryOpt = Annotated[
-    str | None, typer.Option("--query", help="Server-side filter (Neptune NQL) for sources that take one.",
-                             show_default=False)
+    str | None, typer.Option("--query", metavar="NQL", rich_help_panel=PANEL_SOURCE,
+                             help="Server-side filter (Neptune NQL) for sources that take one.", show_default=False)
 ]
 ClassesOpt = Annotated[
     list[str] | None,
-    typer.Option("--classes", help="Attribute classes to export, e.g. parameters, metrics, series, files "
+    typer.Option("--classes", metavar="CLASS", rich_help_panel=PANEL_SOURCE,
+                 help="Attribute classes to export, e.g. parameters, metrics, series, files "
                  "(repeatable; default all).", show_default=False),
 ]
+
+
+class Archived(StrEnum):
+    exclude = "exclude"
+    include = "include"
+    only = "only"
+
+
 ArchivedOpt = Annotated[
-    str | None,
-    typer.Option("--archived", help="Archived/trashed runs: exclude (default), include or only.", show_default=False),
+    Archived | None,
+    typer.Option("--archived", metavar=choices(Archived), rich_help_panel=PANEL_SELECTION,
+                 help="Archived/trashed runs, for sources that have them (default: exclude).", show_default=False),
 ]
 SkipFailedOpt = Annotated[
     bool,
-    typer.Option("--skip-failed-attributes", help="Lossy: export a run even if some attributes fail to fetch "
-                 "(each is counted in the report); default: the run fails."),
+    typer.Option("--skip-failed-attributes", rich_help_panel=PANEL_SOURCE,
+                 help="Lossy: export a run even if some attributes fail to fetch (each is counted in the "
+                 "report); default: the run fails."),
 ]
 UntilOpt = Annotated[
-    str | None, typer.Option("--until", help="Only runs modified before this ISO time.", show_default=False)
+    str | None, typer.Option("--until", metavar="TIME", rich_help_panel=PANEL_SELECTION,
+                             help="Only runs modified before this ISO time.", show_default=False)
 ]
 RetryOpt = Annotated[bool, typer.Option(
-    "--retry-failed", help="Load runs whose last load failed, then the forks that were deferred for them.")]
+    "--retry-failed", rich_help_panel=PANEL_EXECUTION,
+    help="Load runs whose last load failed, then the forks that were deferred for them.")]
 ShardOpt = Annotated[
     str | None,
-    typer.Option("--shard", help="I/N: export only shard I of N (0-based); run N exports with 0/N .. N-1/N, e.g. "
-                 "one per core, into the same storage, then one `migrate load`.", show_default=False),
+    typer.Option("--shard", metavar="I/N", rich_help_panel=PANEL_SELECTION,
+                 help="Export only shard I of N (0-based); run N exports with 0/N .. N-1/N, e.g. one per core, "
+                 "into the same storage, then one `migrate load`.", show_default=False),
 ]
 
 ProcessesOpt = Annotated[
     int | None,
-    typer.Option("--processes", min=1, max=256, help="Split the export over N processes (one per core), each "
-                 "exporting its shard I/N with --workers threads; one summary at the end. Default 1.",
-                 show_default=False),
+    typer.Option("--processes", min=1, max=256, metavar="N", rich_help_panel=PANEL_EXECUTION,
+                 help="Split the export over N processes (one per core), each exporting its shard I/N with "
+                 "--workers threads; one summary at the end. Default 1.", show_default=False),
 ]
 
 
@@ -180,6 +232,17 @@ class Options:
             flags[key] = (self.source_flags or {})[flag]
         return flags
 
+    @staticmethod
+    def flag_names(flags: dict[str, Any]) -> dict[str, str]:
+        """Each key of flags() -> its option, for the provenance `config show` prints (`flag --data-path`)."""
+        names = {"run.projects": "--project"}
+        for key in flags:
+            last = key.rsplit(".", 1)[-1]
+            flag = next((f for f, keys in SOURCE_FLAG_KEYS.items() if key.startswith("source.") and last in keys),
+                        last)
+            names.setdefault(key, "--" + flag.replace("_", "-"))
+        return names
+
 
 class Session:
     """Everything one command needs: config, registry, and the chosen components (built lazily)."""
@@ -193,7 +256,8 @@ class Session:
         first = cfg.load(options.config, options.sets, options.flags())
         first_run = first.run_config()
         source_keys = self._source_keys(first_run.source)
-        self.config = cfg.load(options.config, options.sets, options.flags(first_run.storage, source_keys))
+        flags = options.flags(first_run.storage, source_keys)
+        self.config = cfg.load(options.config, options.sets, flags, flag_names=options.flag_names(flags))
         self.run = self.config.run_config()
         self._validate_plugin_tables()
 
@@ -289,7 +353,8 @@ def _options(**kwargs: Any) -> Options:
         until=kwargs.get("until"),
         shard=kwargs.get("shard"),
         processes=kwargs.get("processes"),
-        source_flags={flag: kwargs.get(flag) for flag in SOURCE_FLAG_KEYS},
+        # choices arrive as enum members (--archived): the config gets their plain value
+        source_flags={flag: getattr(kwargs.get(flag), "value", kwargs.get(flag)) for flag in SOURCE_FLAG_KEYS},
     )
 
 
@@ -323,28 +388,55 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+class LogLevel(StrEnum):
+    debug = "debug"
+    info = "info"
+    warning = "warning"
+    error = "error"
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    console = "console"
+    json = "json"
+
+
 @app.callback()
 def root(
+    ctx: typer.Context,
     log_level: Annotated[
-        str, typer.Option("--log-level", help="debug, info, warning or error.", envvar="MIGRATE_LOG_LEVEL")
-    ] = "info",
+        LogLevel, typer.Option("--log-level", metavar=choices(LogLevel), case_sensitive=False,
+                               envvar="MIGRATE_LOG_LEVEL", rich_help_panel=PANEL_OUTPUT, help="Log level.")
+    ] = LogLevel.info,
     log_format: Annotated[
-        str, typer.Option("--log-format", help="auto (console on a terminal, else JSON lines), console or json.")
-    ] = "auto",
+        LogFormat, typer.Option("--log-format", metavar=choices(LogFormat), case_sensitive=False,
+                                rich_help_panel=PANEL_OUTPUT,
+                                help="auto: console lines on a terminal, else JSON lines.")
+    ] = LogFormat.auto,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    install_completion: Annotated[
+        Shell | None, typer.Option("--install-completion", metavar=choices(Shell), callback=completion.install,
+                                   expose_value=False, is_eager=True, rich_help_panel=PANEL_SHELL,
+                                   help="Install tab completion for this shell.", show_default=False)
+    ] = None,
+    show_completion: Annotated[
+        Shell | None, typer.Option("--show-completion", metavar=choices(Shell), callback=completion.show,
+                                   expose_value=False, is_eager=True, rich_help_panel=PANEL_SHELL,
+                                   help="Print the completion script, to install it by hand.", show_default=False)
+    ] = None,
 ) -> None:
-    if log_format not in ("auto", "console", "json"):
-        raise UsageError(f"--log-format {log_format!r}: choose auto, console or json")
-    from .logsetup import configure_logging
-
     global _LOG_LEVEL
-    try:
-        configure_logging(log_level.lower(), log_format)
-    except ValueError as exc:
-        raise UsageError(f"--log-level: {exc}") from None
-    _LOG_LEVEL = log_level.lower()
+    _LOG_LEVEL = log_level.value
+
+    def start_logging() -> None:
+        from .logsetup import configure_logging
+
+        configure_logging(log_level.value, log_format.value)
+
+    # run as the command starts (helptext.Command), so `migrate export --help` imports no structlog
+    ctx.meta[BEFORE_COMMAND] = start_logging
 
 
 # ------------------------------------------------------------------------------------------- moving data
@@ -422,7 +514,9 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
 def _export_workers(session: Session, source: Source | None) -> int | None:
     """The source's preferred number of export workers, unless the user chose --workers (or run.workers)."""
     hint = getattr(source, "workers_hint", None) if source is not None else None
-    if hint and session.config.origin("run.workers") == "defaults":
+    from .config import DEFAULT_ORIGIN
+
+    if hint and session.config.origin("run.workers") == DEFAULT_ORIGIN:
         return int(hint)
     return None
 
@@ -504,7 +598,11 @@ def _render_summary(data: dict[str, Any]) -> None:
     _out(f"time: {data['seconds']:.1f} s")
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "migrate export --source demo",
+    "migrate export --source neptune3 -p ws/proj --processes 4",
+    "migrate export --source neptune2 -p ws/proj --since 2025-01-01 --dry-run",
+))
 def export(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -534,7 +632,10 @@ def export(
     _move("export", locals(), need_source=True, need_sink=False)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "migrate load --sink pluto",
+    "migrate load --sink pluto -p ws/proj --retry-failed",
+))
 def load(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -555,7 +656,10 @@ def load(
     _move("load", locals(), need_source=False, need_sink=True)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "migrate run --source neptune3 --sink pluto -p ws/proj",
+    "migrate run --source demo --sink pluto --dry-run",
+))
 def run(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -585,7 +689,10 @@ def run(
     _move("run", locals(), need_source=True, need_sink=True)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "migrate verify --sink pluto",
+    "migrate verify --sink pluto -p ws/proj --json",
+))
 def verify(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -636,7 +743,10 @@ def verify(
         raise typer.Exit(code)
 
 
-@app.command()
+@app.command(cls=Command, epilog=examples(
+    "migrate inspect",
+    "migrate inspect --data-path /data/exports/data --json",
+))
 def inspect(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -698,7 +808,7 @@ def inspect(
 # ------------------------------------------------------------------------------------------- plugins, config
 
 
-@plugins_app.command("list")
+@plugins_app.command("list", cls=Command, epilog=examples("migrate plugins list", "migrate plugins list --json"))
 def plugins_list(json_out: JsonOpt = False) -> None:
     """Every installed source, storage and sink, and plugins that failed to load (with the reason)."""
     from .plugins import discover
@@ -720,7 +830,10 @@ def plugins_list(json_out: JsonOpt = False) -> None:
             _out(f"  {row['name']:<12} {row['error']}  [{row['distribution']} {row['version']}]")
 
 
-@config_app.command("show")
+@config_app.command("show", cls=Command, epilog=examples(
+    "migrate config show",
+    "migrate config show --source neptune3 --sink pluto --json",
+))
 def config_show(
     config: ConfigOpt = None,
     set_: SetOpt = None,
@@ -731,41 +844,20 @@ def config_show(
     files_path: FilesPathOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The effective configuration after file, env, --set and flags, with every default; secrets masked."""
-    from . import config as cfg
-    from .plugins import KINDS
+    """The complete effective configuration and where each value came from; secrets masked.
+
+    Every key of [run] and of the chosen plugins' tables, defaults included; each value's origin is the
+    comment after it (default, the file and line, env VAR, --set, flag --NAME). The TOML reads back to the
+    same values and can be saved as migrate.toml; --json gives {"config": ..., "origins": {"run.workers": ...}}.
+    """
+    from .configshow import effective, to_toml
 
     session = Session(_options(**locals()))
-    effective: dict[str, Any] = {"run": session.run.model_dump(mode="json")}
-    for kind in KINDS:
-        chosen = getattr(session.run, kind)
-        names = set(session.config.table(kind)) | ({chosen} if chosen else set())
-        for name in sorted(names):
-            if name in session.registry.components[kind]:
-                _spec, model = session.plugin_config(kind, name)
-                effective.setdefault(kind, {})[name] = model.model_dump(mode="json")
-    effective = cfg.masked(effective)
+    values, origins = effective(session)
     if json_out:
-        _emit_json(effective)
+        _emit_json({"config": values, "origins": origins})
     else:
-        _out(_to_toml(effective))
-
-
-def _to_toml(data: dict[str, Any], prefix: str = "") -> str:
-    lines: list[str] = []
-    tables = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif value is not None:
-            lines.append(f"{key} = {json.dumps(value, ensure_ascii=False)}")
-    for key, value in tables:
-        name = f"{prefix}.{key}" if prefix else key
-        body = _to_toml(value, name)
-        if any(not isinstance(v, dict) for v in value.values()):
-            lines.append(f"\n[{name}]")
-        lines.append(body)
-    return "\n".join(line for line in lines if line != "").strip()
+        sys.stdout.write(to_toml(values, origins))
 
 
 # ------------------------------------------------------------------------------------------- entry point
@@ -813,6 +905,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     command = typer.main.get_command(app)
+    completion.prepare("migrate")
     try:
         result = command.main(args=argv, prog_name="migrate", standalone_mode=False)
         code = result if isinstance(result, int) else 0

@@ -25,6 +25,7 @@ DEFAULT_FILE = "migrate.toml"
 ENV_PREFIX = "MIGRATE__"
 TABLES = ("run", "source", "storage", "sink")
 PLUGIN_TABLES = {"source": "source", "storage": "storage", "sink": "sink"}
+DEFAULT_ORIGIN = "default"  # Config.origin() of a key no layer sets
 SECRET_WORDS = re.compile(r"(token|secret|password|api_key|apikey|credential)", re.IGNORECASE)
 
 
@@ -89,6 +90,7 @@ class Layer:
     values: dict[str, Any]
     label: str
     text: str | None = None  # the file's text, for line numbers
+    names: dict[str, str] = field(default_factory=dict)  # dotted key -> a finer label: `env MIGRATE__RUN__WORKERS`
 
 
 @dataclass
@@ -105,15 +107,19 @@ class Config:
         return dict(node) if isinstance(node, dict) else {}
 
     def origin(self, dotted: str) -> str:
-        """Where the value at `dotted` came from, e.g. `migrate.toml line 4` or `--set`."""
+        """Where the value at `dotted` came from: `migrate.toml line 4`, `env MIGRATE__RUN__WORKERS`, `--set`,
+        `flag --workers`, or `default` when no layer sets it."""
         keys = dotted.split(".")
         for layer in reversed(self.layers):
             if _has_path(layer.values, keys):
                 if layer.text is not None:
                     line = find_line(layer.text, keys)
                     return f"{layer.label} line {line}" if line else layer.label
+                for key in (dotted, *(k for k in layer.names if k.startswith(dotted + "."))):
+                    if key in layer.names:
+                        return layer.names[key]
                 return layer.label
-        return "defaults"
+        return DEFAULT_ORIGIN
 
     def run_config(self) -> RunConfig:
         return validate(self, RunConfig, ("run",))
@@ -162,8 +168,10 @@ def load(
     flags: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Config:
-    """Read and merge every layer. `flags` maps dotted keys to values given by dedicated CLI options."""
+    """Read and merge every layer. `flags` maps dotted keys to values given by dedicated CLI options,
+    `flag_names` those keys to the options' names (for `origin()`: `flag --data-path`)."""
     env = os.environ if env is None else env
     layers: list[Layer] = []
     if path is None:
@@ -181,10 +189,13 @@ def load(
         set_path(set_values, key.split("."), parse_value(raw.strip()), "--set")
     layers.append(Layer(set_values, "--set"))
     flag_values: dict[str, Any] = {}
+    names: dict[str, str] = {}
     for key, value in (flags or {}).items():
         if value is not None:
             set_path(flag_values, key.split("."), value, "command-line flag")
-    layers.append(Layer(flag_values, "command-line flag"))
+            if flag_names and key in flag_names:
+                names[key] = f"flag {flag_names[key]}"
+    layers.append(Layer(flag_values, "command-line flag", names=names))
 
     config = Config(layers=layers)
     for layer in layers:
@@ -209,13 +220,15 @@ def _file_layer(path: Path) -> Layer:
 
 def _env_layer(env: Mapping[str, str]) -> Layer:
     values: dict[str, Any] = {}
+    names: dict[str, str] = {}
     for name in sorted(env):
         if name.startswith(ENV_PREFIX):
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__")]
             if any(not k for k in keys):
                 raise ConfigError(f"env {name}: expected MIGRATE__<TABLE>__<...>__<KEY>")
             set_path(values, keys, parse_value(env[name]), f"env {name}")
-    return Layer(values, "environment")
+            names[".".join(keys)] = f"env {name}"
+    return Layer(values, "environment", names=names)
 
 
 def _check_shape(config: Config) -> None:

@@ -79,4 +79,4 @@ def test_config_show_never_shows_the_key(migrate, monkeypatch):
     result = migrate("config", "show", "--sink", "pluto", "--json")
     assert result.code == 0, result.err
     assert "mlpi_supersecret" not in result.out
-    assert result.json()["sink"]["pluto"]["api_key_env"] == "PLUTO_API_KEY"
+    assert result.json()["config"]["sink"]["pluto"]["api_key_env"] == "PLUTO_API_KEY"
