@@ -1,4 +1,4 @@
-"""Run inside a venv holding only migrate-core and one plugin: every module of the plugin imports, and
+"""Run inside a venv holding only migrate-ml (core) and one plugin: every module of the plugin imports, and
 `migrate plugins list --json` lists the plugin and reports no plugin that failed to load."""
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
 """The docs stay true: every config key of every shipped component is in docs/configuration.md."""
 
+import os
+import re
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -40,3 +43,28 @@ def test_shipped_plugin_options_are_documented(kind, name, docs):
     spec = discover().get(kind, name)
     missing = [field for field in spec.config_model.model_fields if f"`{field}`" not in text]
     assert not missing, f"{kind}.{name} options missing from {docs}: {missing}"
+
+
+TOML_EXAMPLES = re.findall(r"```toml\n(.*?)```", DOC, flags=re.S)
+
+
+@pytest.mark.parametrize("example", range(len(TOML_EXAMPLES)))
+def test_toml_examples_validate_against_the_installed_plugins(example, tmp_path, monkeypatch, capsys):
+    """Each example is a working migrate.toml with what `uv sync` installs: every table names an installed
+    plugin and validates against its config model, and so do the plugins `[run]` selects."""
+    from migrate_core import cli
+
+    text = TOML_EXAMPLES[example]
+    (tmp_path / "migrate.toml").write_text(text)
+    monkeypatch.chdir(tmp_path)
+    for name in list(os.environ):
+        if name.startswith("MIGRATE"):
+            monkeypatch.delenv(name)
+    code = cli.main(["config", "show", "-c", str(tmp_path / "migrate.toml")])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    registry = discover()
+    run = tomllib.loads(text).get("run", {})
+    for kind in ("source", "storage", "sink"):
+        if kind in run:
+            assert run[kind] in registry.names(kind), f"[run] {kind} = {run[kind]!r} is not installed"

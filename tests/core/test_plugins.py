@@ -38,7 +38,7 @@ def test_builtin_components_are_discovered():
     assert "demo" in registry.names("source")
     assert "local_fs" in registry.names("storage")
     spec = registry.get("storage", "local_fs")
-    assert spec.distribution == "migrate-local-fs" and spec.version
+    assert spec.distribution == "migrate-ml-local-fs" and spec.version
 
 
 def test_unknown_name_lists_valid_choices():

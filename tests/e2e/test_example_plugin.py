@@ -35,7 +35,7 @@ def test_out_of_tree_sink_installs_and_runs(tmp_path):
     listed = subprocess.run([migrate, "plugins", "list", "--json"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, check=True)
     sinks = {s["name"]: s for s in json.loads(listed.stdout)["sinks"]}
-    assert sinks["ndjson"]["distribution"] == "migrate-ndjson-sink"
+    assert sinks["ndjson"]["distribution"] == "migrate-ml-ndjson-sink"
     run = subprocess.run(
         [migrate, "--log-format", "json", "run", "--source", "demo", "--sink", "ndjson",
          "--set", "source.demo.points_per_series=100", "--json"],

@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from .hookspecs import hookimpl
     from .specs import EmptyConfig, PluginConfig, SinkSpec, SourceSpec, StorageSpec
 
-    __version__: str
+# The one place the version is written: the build (hatch, `[tool.hatch.version]`) reads it from here.
+__version__ = "0.1.0"
 
 __all__ = ["EmptyConfig", "PluginConfig", "SinkSpec", "SourceSpec", "StorageSpec", "__version__", "hookimpl"]
 
@@ -23,22 +24,10 @@ _HOME = {"hookimpl": "hookspecs", "EmptyConfig": "specs", "PluginConfig": "specs
          "SourceSpec": "specs", "StorageSpec": "specs"}
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("migrate-core")
-    except PackageNotFoundError:  # running from a source tree without installing
-        return "0.0.0"
-
-
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        value: Any = _version()
-    elif name in _HOME:
-        value = getattr(import_module(f".{_HOME[name]}", __name__), name)
-    else:
+    if name not in _HOME:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{_HOME[name]}", __name__), name)
     globals()[name] = value
     return value
 

@@ -1,7 +1,7 @@
 """The same neptune3 tests under another neptune-query (e.g. 1.7.0, the version neptune-exporter locks).
 
 Runs when NEPTUNE3_COMPAT_PYTHON names an interpreter whose environment has that neptune-query plus
-migrate-core, migrate-local-fs and migrate-neptune3 (editable) and pytest; docs/neptune3.md shows how to make
+migrate-ml, migrate-ml-local-fs and migrate-ml-neptune3 (editable) and pytest; docs/neptune3.md shows how to make
 one. The golden end-to-end tests need neptune-scale and skip there; the builder-data tests cover the reads.
 """
 

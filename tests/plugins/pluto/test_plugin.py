@@ -12,7 +12,7 @@ from migrate_core.errors import ConfigError
 def test_plugins_list_shows_the_pluto_sink(migrate):
     result = migrate("plugins", "list", "--json")
     sinks = {row["name"]: row for row in result.json()["sinks"]}
-    assert sinks["pluto"]["distribution"] == "migrate-pluto"
+    assert sinks["pluto"]["distribution"] == "migrate-ml-pluto"
 
 
 def test_importing_the_plugin_does_not_import_the_loader():

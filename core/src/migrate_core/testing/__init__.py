@@ -9,7 +9,7 @@ fakes to pair them with. The suites need pytest (a test-time dependency only).
             return MyStorage(tmp_path)
 """
 
-from .contracts import SinkContract, SourceContract, StorageContract
+from .contracts import ReadBack, SinkContract, SourceContract, StorageContract
 from .fakes import MemoryRun, MemorySink, MemorySource, MemoryStorage, export_into, sample_runs, tables_equal
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "MemorySink",
     "MemorySource",
     "MemoryStorage",
+    "ReadBack",
     "SinkContract",
     "SourceContract",
     "StorageContract",

@@ -3,8 +3,12 @@ your component. They check the promises the orchestrator relies on, not implemen
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
@@ -14,6 +18,66 @@ from ..api import RunContext, RunReader, RunReport, Selection, Sink, Source, Sto
 from ..errors import UnsafePathError
 from ..format import ATTRIBUTE_TYPES, SCHEMA, make_batch, plain
 from .fakes import MemoryRun, MemorySource, MemoryStorage, export_into, sample_runs, tables_equal
+
+
+@dataclass
+class ReadBack:
+    """What a sink's target holds for one run, as `SinkContract.read_back` returns it.
+
+    `rows`: one `(attribute_path, step, value)` per value the target holds, files excluded: a parameter has
+    step None, a series point its step (a number, a Decimal or its text). Values may come back as text
+    (a CSV, a JSON API): the kit compares numbers as numbers, so `"0.1"` matches `0.1` and `"True"` matches
+    True. `files`: one `(attribute_path, content bytes)` per file the target holds.
+    """
+
+    rows: Iterable[tuple[str, Any, Any]] = ()
+    files: Iterable[tuple[str, bytes]] = field(default_factory=list)
+
+
+def _number(value: Any) -> Any:
+    """A comparable form of a value or step: numbers (and numeric text) as a float to 12 digits, bools and
+    their text as 'true'/'false', lists as sorted tuples, other values as text."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or str(value).lower() in ("true", "false"):
+        return str(value).lower()
+    if isinstance(value, list | tuple | set | frozenset):
+        return tuple(sorted(str(v) for v in value))
+    try:
+        return float(f"{float(value):.12g}")
+    except (TypeError, ValueError):
+        return str(value)
+
+
+_VALUE_COLUMNS = ("float_value", "int_value", "string_value", "bool_value", "datetime_value", "string_set_value")
+
+
+def _expected(storage: Storage, run: Any) -> tuple[Counter, Counter]:
+    """The rows and files of a stored run, in ReadBack's comparable form."""
+    rows: Counter = Counter()
+    files: Counter = Counter()
+    for row in _read_all(storage, run).to_pylist():
+        path = (row.get("file_value") or {}).get("path")
+        if path:
+            with storage.open_file(run, path) as handle:
+                files[(row["attribute_path"], hashlib.sha256(handle.read()).hexdigest())] += 1
+            continue
+        value = next((row[c] for c in _VALUE_COLUMNS if row.get(c) is not None), None)
+        if hasattr(value, "isoformat"):
+            value = value.isoformat()
+        rows[(row["attribute_path"], _number(row["step"]), _number(value))] += 1
+    return rows, files
+
+
+def _difference(name: str, want: Counter, got: Counter) -> list[str]:
+    missing, extra = want - got, got - want
+    out = []
+    if missing:
+        out.append(f"{sum(missing.values())} {name} missing in the target, e.g. {sorted(missing, key=str)[:3]}")
+    if extra:
+        out.append(f"{sum(extra.values())} {name} in the target that the run does not hold, e.g. "
+                   f"{sorted(extra, key=str)[:3]}")
+    return out
 
 
 def _ctx() -> RunContext:
@@ -174,8 +238,10 @@ class SourceContract:
 
 
 class SinkContract:
-    """Provide a `sink` fixture and `sink_state(sink, project_id, run_id)` returning a comparable snapshot
-    of what the target holds for one run (None when absent)."""
+    """Provide a `sink` fixture, `sink_state(sink, project_id, run_id)` returning a comparable snapshot
+    of what the target holds for one run (None when absent), and `read_back(sink, project_id, run_id)`
+    returning a `ReadBack` of it: every value and file of the run must arrive (`test_every_value_and_file_arrives`).
+    """
 
     @pytest.fixture
     def sink(self, tmp_path: Any) -> Sink:  # pragma: no cover - subclasses override
@@ -183,6 +249,10 @@ class SinkContract:
 
     def sink_state(self, sink: Sink, project_id: str, run_id: str) -> Any:  # pragma: no cover
         raise NotImplementedError("override sink_state")
+
+    def read_back(self, sink: Sink, project_id: str, run_id: str) -> ReadBack:  # pragma: no cover
+        raise NotImplementedError("override read_back(sink, project_id, run_id) -> ReadBack: the kit compares it "
+                                  "with the stored run, so a sink that drops rows or files fails")
 
     @pytest.fixture
     def stored(self, tmp_path: Any) -> MemoryStorage:
@@ -213,3 +283,19 @@ class SinkContract:
         self._load(sink, stored, "RUN-1")
         self._load(sink, stored, "RUN-3")
         assert self.sink_state(sink, "ws/proj", "RUN-3") is not None
+
+    def test_every_value_and_file_arrives(self, sink: Sink, stored: MemoryStorage) -> None:
+        """Every parameter, series point and file of the run is in the target, and nothing else is:
+        a sink may only leave out what it reports as lost (`ctx.report.lost`)."""
+        for run_id in ("RUN-1", "RUN-2"):
+            report = self._load(sink, stored, run_id)
+            back = self.read_back(sink, "ws/proj", run_id)
+            assert back is not None, f"read_back found no {run_id} after its load"
+            want_rows, want_files = _expected(stored, stored.get_run("ws/proj", run_id))
+            got_rows = Counter((path, _number(step), _number(value)) for path, step, value in back.rows)
+            got_files = Counter((path, hashlib.sha256(content).hexdigest()) for path, content in back.files)
+            problems = _difference("values", want_rows, got_rows) + _difference("files", want_files, got_files)
+            missing = sum((want_rows - got_rows).values()) + sum((want_files - got_files).values())
+            extra = sum((got_rows - want_rows).values()) + sum((got_files - want_files).values())
+            # what the sink reported as lost, and no more, may be missing; nothing may be made up
+            assert not extra and missing <= sum(report.losses.values()), f"{run_id}: " + "; ".join(problems)

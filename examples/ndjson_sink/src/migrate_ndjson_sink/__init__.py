@@ -14,6 +14,8 @@ from migrate_core.format import sanitize_path_part
 from migrate_core.manifest import json_value
 from pydantic import Field
 
+__version__ = "0.1.0"
+
 
 class NdjsonConfig(PluginConfig):
     out_dir: Path = Field(Path("./ndjson"), description="Where the .ndjson files go.")
