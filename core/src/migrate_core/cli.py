@@ -695,6 +695,30 @@ def inspect(
     Console().print(table)
 
 
+@app.command()
+def doctor(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: SourceOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    project: ProjectOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds each network probe may take.")] = 5.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Preflight: credentials, server, auth, project, storage paths and disk of the chosen plugins; a fix for
+    each failure. Exit 1 if any check failed (warnings pass).
+
+    Example: `migrate doctor --source neptune3 --sink pluto -p ws/proj`."""
+    from .doctor import doctor_command
+
+    code = doctor_command(_options(**locals()), timeout, json_out)
+    if code:
+        raise typer.Exit(code)
+
+
 # ------------------------------------------------------------------------------------------- plugins, config
 
 
