@@ -8,7 +8,7 @@ import types
 import pytest
 from migrate_core import SinkSpec, cli, hookimpl
 from migrate_core.api import Sink
-from migrate_core.checks import failed, passed, warned
+from migrate_core.checks import passed, warned
 
 from tests import memory_plugin
 

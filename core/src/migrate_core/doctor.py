@@ -167,6 +167,13 @@ def _estimate(session: DoctorSession, rows: list[Row]) -> ExportEstimate | None:
             if component is not None:
                 component.close()
     export_plan = plan["export"]
+    counted = "estimated_bytes" in export_plan or any(
+        r["estimated_rows"] is not None for r in export_plan["runs"] if r["action"] == "export")
+    if export_plan["to_export"] and not counted:
+        rows.append(Row(source_name, "source", passed(
+            "export plan", f"{export_plan['to_export']} of {len(export_plan['runs'])} runs to export; "
+                           f"the source does not estimate their size")))
+        return None
     size, basis = export_bytes(export_plan)
     estimate = ExportEstimate(runs=export_plan["to_export"], rows=export_plan["estimated_rows"], bytes=size,
                               basis=basis)

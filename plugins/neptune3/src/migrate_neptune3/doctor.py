@@ -12,6 +12,7 @@ from migrate_core.checks import CheckResult, DoctorContext, failed, mask, passed
 from migrate_core.errors import MigrateError
 
 from .config import Neptune3Config
+from .errors import AuthError
 
 TOKEN_FIX = ("export {env}=<token> (Neptune 3.x: user menu > API token), or point source.neptune3.api_token_env "
              "at the variable that holds it")
@@ -41,24 +42,37 @@ def checks(config: Neptune3Config, context: DoctorContext) -> list[CheckResult]:
     client = Neptune3Client(token, env)
     source._client = client  # noqa: SLF001 - the token checked above, the source's own project rules below
     try:
-        client.http  # noqa: B018 - the sign-in: client config, token exchange
-    except MigrateError as exc:
-        return [*results, failed("auth", str(exc), "use a valid Neptune 3.x API token: " + TOKEN_FIX.format(env=env))]
-    results.append(passed("auth", "token accepted (neptune-query sign-in)"))
+        return results + _signed_in(source, client, context, env)
+    finally:
+        source.close()
+
+
+def _signed_in(source, client, context: DoctorContext, env: str) -> list[CheckResult]:
+    results: list[CheckResult] = []
+    # neptune-query exchanges the token on the first request: the project reads below prove the auth
     try:
-        names = source._project_ids(Selection(projects=context.projects))  # noqa: SLF001
+        names = source._project_ids(Selection(projects=context.projects))  # noqa: SLF001 - the source's own rule
+    except AuthError as exc:
+        return [*results, _auth_failed(exc, env)]
     except MigrateError as exc:
         return [*results, failed("project", str(exc), "pass -p workspace/project, or set source.neptune3.projects")]
     if not names:
         return [*results, failed("project", "the workspaces in source.neptune3.workspaces hold no visible project",
                                  "check the workspace names, or name projects with -p / source.neptune3.projects")]
+    projects = []
     for name in names:
         try:
             first = next(iter(client.search_runs(name, None, [], 1)), None)
+        except AuthError as exc:
+            return [*results, _auth_failed(exc, env)]
         except MigrateError as exc:
-            results.append(failed("project", str(exc), "correct the project name, or give the token's user "
-                                                       "access to it"))
+            projects.append(failed("project", str(exc), "correct the project name, or give the token's user "
+                                                        "access to it"))
         else:
-            results.append(passed("project", f"{name} exists and is readable"
-                                  + ("" if first is not None else " (it holds no runs)")))
-    return results
+            projects.append(passed("project", f"{name} exists and is readable"
+                                   + ("" if first is not None else " (it holds no runs)")))
+    return [*results, passed("auth", "token accepted (neptune-query sign-in and a runs search)"), *projects]
+
+
+def _auth_failed(exc: Exception, env: str) -> CheckResult:
+    return failed("auth", str(exc), "use a valid Neptune 3.x API token: " + TOKEN_FIX.format(env=env))
