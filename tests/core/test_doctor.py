@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -180,3 +181,16 @@ def test_unreadable_config_file_is_a_usage_error(migrate, tmp_path):
     (tmp_path / "migrate.toml").write_text("[run\n")
     result = migrate("doctor")
     assert result.code == 2 and result.err.startswith("migrate: error:")
+
+
+def test_a_terminal_gets_a_table_that_fits_80_columns(migrate, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
+    result = migrate("doctor", "--sink", "nope")
+    assert result.code == 1
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", result.out).splitlines()  # rich colours the terminal
+    assert any("┃" in line and "component" in line and "result" in line for line in lines), result.out
+    assert max(len(line) for line in lines) <= 80
+    assert "fix: install the plugin that provides sink 'nope'" in " ".join(
+        line.strip("│ ") for line in lines if "│" in line)
+    assert lines[-1] == "doctor: 9 passed, 0 warnings, 1 failed"
