@@ -805,6 +805,33 @@ def inspect(
     Console().print(table)
 
 
+@app.command(cls=Command, epilog=examples(
+    "migrate doctor",
+    "migrate doctor --source neptune3 --sink pluto -p ws/proj",
+    "migrate doctor --sink pluto --json",
+))
+def doctor(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    source: SourceOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    project: ProjectOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, metavar="SECONDS", rich_help_panel=PANEL_EXECUTION,
+                                           help="Seconds each network probe may take.")] = 5.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Preflight: credentials, server, auth, project, storage paths and disk of the chosen plugins; a fix for
+    each failure. Exit 1 if any check failed (warnings pass)."""
+    from .doctor import doctor_command
+
+    code = doctor_command(_options(**locals()), timeout, json_out)
+    if code:
+        raise typer.Exit(code)
+
+
 # ------------------------------------------------------------------------------------------- plugins, config
 
 

@@ -12,6 +12,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from .api import RunReport, Selection
+    from .checks import CheckResult, DoctorContext
     from .specs import SinkSpec, SourceSpec, StorageSpec
 
 PROJECT = "migrate"
@@ -50,3 +51,11 @@ def migrate_after_run(command: str, summary: dict[str, Any]) -> None:
 @hookspec
 def migrate_on_run_error(command: str, project_id: str, run_id: str, stage: str, error: str, report: RunReport) -> None:
     """Called each time one run fails in `stage` ("export", "load" or "verify"); the others go on."""
+
+
+@hookspec
+def migrate_doctor_checks(kind: str, name: str, config: Any, context: DoctorContext) -> list[CheckResult] | None:
+    """`migrate doctor`: check the `kind` component `name` (its validated `config`) before anything moves.
+
+    Called for every chosen component on every plugin: return None (or []) for components that are not
+    yours. A hook that raises is shown as a failed check of that component; the others still run."""

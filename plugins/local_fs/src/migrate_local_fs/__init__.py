@@ -46,3 +46,12 @@ def migrate_register_storages() -> list[StorageSpec]:
             config_model=LocalFsConfig,
         )
     ]
+
+
+@hookimpl
+def migrate_doctor_checks(kind, name, config, context):
+    if (kind, name) != ("storage", "local_fs"):
+        return None
+    from .doctor import checks
+
+    return checks(config, context)

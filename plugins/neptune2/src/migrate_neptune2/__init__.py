@@ -26,3 +26,12 @@ def migrate_register_sources() -> list[SourceSpec]:
 
 
 __all__ = ["Neptune2Config", "__version__", "migrate_register_sources"]
+
+
+@hookimpl
+def migrate_doctor_checks(kind, name, config, context):
+    if (kind, name) != ("source", "neptune2"):
+        return None
+    from .doctor import checks
+
+    return checks(config, context)

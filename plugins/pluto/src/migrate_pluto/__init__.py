@@ -32,3 +32,12 @@ def migrate_register_sinks() -> list[SinkSpec]:
 
 
 __all__ = ["PlutoConfig", "__version__", "migrate_register_sinks"]
+
+
+@hookimpl
+def migrate_doctor_checks(kind, name, config, context):
+    if (kind, name) != ("sink", "pluto"):
+        return None
+    from .doctor import checks
+
+    return checks(config, context)

@@ -32,16 +32,25 @@ def endpoints(config: PlutoConfig) -> Endpoints:
 
 
 def api_key(config: PlutoConfig) -> str:
-    key = os.environ.get(config.api_key_env, "").strip()
-    if not key and config.api_key_env == "PLUTO_API_KEY":
-        key = os.environ.get("MLOP_API_TOKEN", "").strip()
-    if not key:
-        key = _login_key()
-    if not key:
+    found = find_api_key(config)
+    if found is None:
         raise PluginError(
             f"no Pluto API key: set {config.api_key_env} or run `pluto login` (keys start with mlps_ or mlpi_)"
         )
-    return key
+    return found[0]
+
+
+def find_api_key(config: PlutoConfig) -> tuple[str, str] | None:
+    """(key, where it came from) in pluto-ml's order, or None: the env var, its legacy name, `pluto login`."""
+    key = os.environ.get(config.api_key_env, "").strip()
+    if key:
+        return key, f"env var {config.api_key_env}"
+    if config.api_key_env == "PLUTO_API_KEY":
+        key = os.environ.get("MLOP_API_TOKEN", "").strip()
+        if key:
+            return key, "env var MLOP_API_TOKEN (legacy name)"
+    key = _login_key()
+    return (key, "the key `pluto login` stored (keyring)") if key else None
 
 
 def _login_key() -> str:
