@@ -14,6 +14,7 @@ import re
 import sys
 import threading
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -693,6 +694,65 @@ def inspect(
             ", ".join(f"{t}: {s}" for t, s in r["loads"].items()),
         )
     Console().print(table)
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+@app.command()
+def report(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    format_: Annotated[ReportFormat, typer.Option(
+        "--format", help="html: one self-contained file with plots (default ./migrate-report.html); md or json: "
+        "to stdout unless --output.")] = ReportFormat.html,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", help="Write the report to this file.", show_default=False)] = None,
+) -> None:
+    """What the migration did, per project and run: exported, loaded, verified, skipped and why, every loss.
+
+    Built from the manifests and the ledger; with --sink, each loaded run is also read back from the sink.
+    Example: `migrate report` (then open the printed path), `migrate report --sink pluto --format md`.
+    """
+    from .report import build, render
+
+    session = Session(_options(**locals()))
+    storage_obj = session.storage()
+    sink_obj = session.sink() if session.options.sink else None
+    fmt = format_.value
+    _ready("report")
+    try:
+        built = build(storage_obj, session.selection(), sink_obj, sink_name=session.options.sink or "",
+                      workers=session.run.workers, series=fmt == "html")
+    finally:
+        if sink_obj is not None:
+            sink_obj.close()
+        storage_obj.close()
+    text = render(built, fmt)
+    if output is None and fmt != "html":
+        sys.stdout.write(text)
+        return
+    path = (output or Path("migrate-report.html")).resolve()
+    _write_text_atomic(path, text)
+    _out(str(path))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """tmp + rename, so an open report is never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------------------------------- plugins, config
