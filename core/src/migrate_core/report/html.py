@@ -34,6 +34,11 @@ def esc(value: Any) -> str:
     return "—" if value is None else html.escape(str(value))
 
 
+def label(value: Any) -> str:
+    """A plot label: Plotly reads `<`/`&` as its markup and decodes &lt; &gt; &amp; back, but not &quot;."""
+    return html.escape(str(value), quote=False)
+
+
 def render_html(report: Report) -> str:
     import plotly.offline
 
@@ -150,7 +155,7 @@ def _timeline(data: dict[str, Any]) -> str:
 
     bars: dict[str, tuple[list[str], list[str], list[float], list[str]]] = {}
     for r in data["runs"]:
-        label = esc(f"{r['project_id']} {r['run_id']}")
+        name = label(f"{r['project_id']} {r['run_id']}")
         spans = [("export", r["export"]["started_at"], r["export"]["completed_at"], r["export"]["state"])]
         spans += [("load", load["started_at"], load["updated_at"], load["state"]) for load in r["loads"]]
         for kind, start, end, state in spans:
@@ -158,10 +163,10 @@ def _timeline(data: dict[str, Any]) -> str:
             if a is None or b is None:
                 continue
             ys, bases, widths, texts = bars.setdefault(kind, ([], [], [], []))
-            ys.append(label)
+            ys.append(name)
             bases.append(a.strftime("%Y-%m-%d %H:%M:%S.%f"))
             widths.append(max((b - a).total_seconds() * 1000, 1.0))
-            texts.append(esc(state))
+            texts.append(label(state))
     if not bars:
         return '<p class="note">No timestamps recorded (a ledger from before loads recorded them).</p>'
     fig = go.Figure()
@@ -183,17 +188,17 @@ def _series(report: Report) -> str:
            + (f" Sink side: not available ({esc(report.series_note)})." if report.series_note else "") + "</p>"]
     for n, (key, paths) in enumerate(sorted(report.series.items())):
         names = sorted(paths)
-        fig = make_subplots(rows=len(names), cols=1, subplot_titles=[esc(p) for p in names], vertical_spacing=0.08)
+        fig = make_subplots(rows=len(names), cols=1, subplot_titles=[label(p) for p in names], vertical_spacing=0.08)
         for row, path in enumerate(names, start=1):
             source, sink = paths[path]["source"], paths[path]["sink"]
             assert source is not None
             fig.add_trace(_line(go, source, "storage (source)", "#1f77b4", row == 1, "solid"), row=row, col=1)
             if sink is not None:
                 fig.add_trace(_line(go, sink, "sink read-back", "#ff7f0e", row == 1, "dash"), row=row, col=1)
-        label = f"{key[0]} {key[1]}"
-        title = esc(label) + ("" if not report.series_note else " — storage only")
+        run = f"{key[0]} {key[1]}"
+        title = label(run) + ("" if not report.series_note else " — storage only")
         fig.update_layout(title=title, height=120 + 200 * len(names), legend={"orientation": "h"})
-        out.append(f'<h3 class="series-run">{esc(label)}</h3>')
+        out.append(f'<h3 class="series-run">{esc(run)}</h3>')
         if report.series_note:
             out.append(f'<p class="note">Storage only: {esc(report.series_note)}.</p>')
         elif all(p["sink"] is None for p in paths.values()):
