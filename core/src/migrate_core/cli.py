@@ -678,22 +678,9 @@ def inspect(
     if not rows:
         _out(f"storage {storage_obj.describe()} is empty")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .inspect_table import render
 
-    table = Table(title=f"{len(rows)} runs in {storage_obj.describe()}")
-    for column in ("project", "run", "state", "rows", "by type", "loads"):
-        table.add_column(column)
-    for r in rows:
-        state = ("complete" if r["complete"] else "INCOMPLETE") + ("" if r["has_manifest"] else " (foreign)")
-        if r["problem"]:
-            state += f": {r['problem']}"
-        table.add_row(
-            r["project_id"], r["run_id"], state, f"{r['rows']:,}",
-            ", ".join(f"{t} {n:,}" for t, n in r["rows_by_type"].items()),
-            ", ".join(f"{t}: {s}" for t, s in r["loads"].items()),
-        )
-    Console().print(table)
+    render(rows, storage_obj.describe())
 
 
 class ReportFormat(StrEnum):
