@@ -68,3 +68,20 @@ def test_toml_examples_validate_against_the_installed_plugins(example, tmp_path,
     for kind in ("source", "storage", "sink"):
         if kind in run:
             assert run[kind] in registry.names(kind), f"[run] {kind} = {run[kind]!r} is not installed"
+
+
+def test_readme_quickstart_is_a_whole_migration_ending_in_a_report(migrate, tmp_path):
+    """The README's first command, run as written (its `migrate` steps, in-process): a demo export, then the
+    report, whose path it prints, with every demo run in it."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    first = readme.split("## Quickstart", 1)[1].split("```sh\n", 1)[1].split("\n```", 1)[0]
+    assert "\n" not in first.strip(), "the quickstart's first command is one copy-pasteable line"
+    steps = [part.strip().split()[5:] for part in first.split("&&") if " uv run migrate " in part]
+    assert steps[0][:3] == ["export", "--source", "demo"] and steps[-1] == ["report"], steps
+    for step in steps:
+        result = migrate(*step)
+        assert result.code == 0, (step, result.out, result.err)
+    report = Path(result.out.strip().splitlines()[-1])
+    assert report == tmp_path / "migrate-report.html" and report.exists()
+    text = report.read_text()
+    assert all(f">DEMO-{i}<" in text for i in (1, 2, 3))

@@ -376,6 +376,15 @@ class Sink(abc.ABC):
         """Read the run back from the target and reconcile it; sinks that cannot raise NotImplementedError."""
         raise NotImplementedError
 
+    def sample_series(self, reader: RunReader, paths: Sequence[str], max_points: int
+                      ) -> dict[str, tuple[list[float], list[float | None]]]:
+        """Optional, for `migrate report`: read float series `paths` of a loaded run back from the target,
+        each as (steps, values) of at most `max_points` points spread over the series (the target may sample;
+        steps in the source's terms, non-finite values as None). A path the target does not hold is left out.
+        Sinks that cannot raise NotImplementedError (the default); the report then says the sink side is not
+        available."""
+        raise NotImplementedError
+
     def unsupported(self, rows_by_type: Mapping[str, int]) -> dict[str, int]:
         """For `--dry-run`: what this sink cannot represent, as {loss name: count}, from counts alone."""
         return {}

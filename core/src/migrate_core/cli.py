@@ -787,22 +787,73 @@ def inspect(
     if not rows:
         _out(f"storage {storage_obj.describe()} is empty")
         return
-    from rich.console import Console
-    from rich.table import Table
+    from .inspect_table import render
 
-    table = Table(title=f"{len(rows)} runs in {storage_obj.describe()}")
-    for column in ("project", "run", "state", "rows", "by type", "loads"):
-        table.add_column(column)
-    for r in rows:
-        state = ("complete" if r["complete"] else "INCOMPLETE") + ("" if r["has_manifest"] else " (foreign)")
-        if r["problem"]:
-            state += f": {r['problem']}"
-        table.add_row(
-            r["project_id"], r["run_id"], state, f"{r['rows']:,}",
-            ", ".join(f"{t} {n:,}" for t, n in r["rows_by_type"].items()),
-            ", ".join(f"{t}: {s}" for t, s in r["loads"].items()),
-        )
-    Console().print(table)
+    render(rows, storage_obj.describe())
+
+
+class ReportFormat(StrEnum):
+    html = "html"
+    md = "md"
+    json = "json"
+
+
+@app.command(cls=Command, epilog=examples(
+    "migrate report                       # ./migrate-report.html; open the printed path",
+    "migrate report --sink pluto --format md",
+    "migrate report --format json -o report.json",
+))
+def report(
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    storage: StorageOpt = None,
+    sink: SinkOpt = None,
+    project: ProjectOpt = None,
+    runs: RunsOpt = None,
+    workers: WorkersOpt = None,
+    data_path: DataPathOpt = None,
+    files_path: FilesPathOpt = None,
+    format_: Annotated[ReportFormat, typer.Option(
+        "--format", metavar=choices(ReportFormat), rich_help_panel=PANEL_OUTPUT,
+        help="html: one self-contained file with plots (default ./migrate-report.html); md or json: "
+        "to stdout unless --output.")] = ReportFormat.html,
+    output: Annotated[Path | None, typer.Option(
+        "-o", "--output", metavar="FILE", rich_help_panel=PANEL_OUTPUT, help="Write the report to this file.",
+        show_default=False)] = None,
+) -> None:
+    """What the migration did, per project and run: exported, loaded, verified, skipped and why, every loss.
+
+    Built from the manifests and the ledger; with --sink, each loaded run is also read back from the sink.
+    """
+    from .report import build, render
+
+    session = Session(_options(**locals()))
+    storage_obj = session.storage()
+    sink_obj = session.sink() if session.options.sink else None
+    fmt = format_.value
+    _ready("report")
+    try:
+        built = build(storage_obj, session.selection(), sink_obj, sink_name=session.options.sink or "",
+                      workers=session.run.workers, series=fmt == "html")
+    finally:
+        if sink_obj is not None:
+            sink_obj.close()
+        storage_obj.close()
+    text = render(built, fmt)
+    if output is None and fmt != "html":
+        sys.stdout.write(text)
+        return
+    path = (output or Path("migrate-report.html")).resolve()
+    _write_text_atomic(path, text)
+    _out(str(path))
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """tmp + rename, so an open report is never half written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 @app.command(cls=Command, epilog=examples(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 from migrate_core.api import RunContext, RunReader, Sink, VerifyResult
 
@@ -69,5 +70,18 @@ class PlutoSink(Sink):
         http = self.transport(ctx)
         try:
             return verify_run(self, http, reader, ctx)
+        finally:
+            http.close()
+
+    def sample_series(self, reader: RunReader, paths: Sequence[str], max_points: int
+                      ) -> dict[str, tuple[list[float], list[float | None]]]:
+        from migrate_core.api import RunReport
+
+        from .readback import sample_series
+
+        ctx = RunContext(RunReport(), threading.Event())
+        http = self.transport(ctx)
+        try:
+            return sample_series(self, http, reader, ctx, paths, max_points)
         finally:
             http.close()
