@@ -799,7 +799,7 @@ class ReportFormat(StrEnum):
 
 
 @app.command(cls=Command, epilog=examples(
-    "migrate report                       # ./migrate-report.html; open the printed path",
+    "migrate report                    # writes ./migrate-report.html",
     "migrate report --sink pluto --format md",
     "migrate report --format json -o report.json",
 ))
