@@ -46,6 +46,9 @@ app.add_typer(config_app, name="config")
 EXTRA_PLUGINS: list[object] = []
 _GC_PAUSED = False  # main() of a process of its own collects no garbage while a command imports its modules
 _LOG_LEVEL = "info"  # the root's --log-level, passed on to `export --processes` children
+_LOG_FORMAT = "auto"
+_QUIET = False  # --quiet / MIGRATE_QUIET: no progress, warnings and errors only, then the summary
+_NO_PROGRESS = False  # --no-progress / MIGRATE_NO_PROGRESS: no bars, logs as usual
 
 ConfigOpt = Annotated[
     Path | None,
@@ -74,6 +77,12 @@ WorkersOpt = Annotated[
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows, losses); write nothing.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 if any value could not be carried.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", envvar="MIGRATE_QUIET",
+    help="No progress and no info logs: warnings, errors and the summary only (also `migrate -q CMD`).")]
+NoProgressOpt = Annotated[bool, typer.Option(
+    "--no-progress", envvar="MIGRATE_NO_PROGRESS",
+    help="No progress bars or progress lines; logs as usual (also `migrate --no-progress CMD`).")]
 DataPathOpt = Annotated[
     Path | None, typer.Option("--data-path", help="local_fs: parquet root (default ./exports/data).", show_default=False)
 ]
@@ -307,9 +316,26 @@ def _progress(json_out: bool):
 
     if is_child():
         return ChildProgress()  # the parent of `export --processes` shows one progress for all
-    if json_out:
+    if json_out or _QUIET or _NO_PROGRESS:
         return Progress()
     return RichProgress() if sys.stderr.isatty() else LineProgress()
+
+
+def _output_options(kwargs: dict[str, Any]) -> None:
+    """A data command's own --quiet / --no-progress (the root's are set already)."""
+    global _QUIET, _NO_PROGRESS
+    if kwargs.get("no_progress"):
+        _NO_PROGRESS = True
+    if kwargs.get("quiet") and not _QUIET:
+        _QUIET = True
+        _quiet_logging()
+
+
+def _quiet_logging() -> None:
+    from .logsetup import LEVELS, configure_logging
+
+    if LEVELS[_LOG_LEVEL] < LEVELS["warning"]:
+        configure_logging("warning", _LOG_FORMAT)
 
 
 # ------------------------------------------------------------------------------------------- root
@@ -334,17 +360,22 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     if log_format not in ("auto", "console", "json"):
         raise UsageError(f"--log-format {log_format!r}: choose auto, console or json")
     from .logsetup import configure_logging
 
-    global _LOG_LEVEL
+    global _LOG_LEVEL, _LOG_FORMAT, _QUIET, _NO_PROGRESS
     try:
         configure_logging(log_level.lower(), log_format)
     except ValueError as exc:
         raise UsageError(f"--log-level: {exc}") from None
-    _LOG_LEVEL = log_level.lower()
+    _LOG_LEVEL, _LOG_FORMAT = log_level.lower(), log_format
+    _QUIET, _NO_PROGRESS = quiet, no_progress
+    if quiet:
+        _quiet_logging()
 
 
 # ------------------------------------------------------------------------------------------- moving data
@@ -354,6 +385,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     from . import processes
     from .orchestrator import Orchestrator
 
+    _output_options(kwargs)
     session = Session(_options(**kwargs))
     if session.run.shard and command != "export":
         # a fork and its parent may fall in different shards; only one load sees both and orders them
@@ -529,6 +561,8 @@ def export(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Source -> storage. Complete runs are skipped; interrupted ones are redone from scratch."""
     _move("export", locals(), need_source=True, need_sink=False)
@@ -550,6 +584,8 @@ def load(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Storage -> sink (also reads neptune-exporter dumps). Parents load before their forks."""
     _move("load", locals(), need_source=False, need_sink=True)
@@ -580,6 +616,8 @@ def run(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Export and load, pipelined: each run is loaded as soon as its export commits."""
     _move("run", locals(), need_source=True, need_sink=True)
@@ -597,11 +635,14 @@ def verify(
     data_path: DataPathOpt = None,
     files_path: FilesPathOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Read every loaded run back from the sink and reconcile it with storage; exit 1 on any mismatch."""
     from .api import Sink as SinkBase
     from .orchestrator import Orchestrator
 
+    _output_options(locals())
     session = Session(_options(**locals()))
     storage_obj = session.storage()
     sink_obj = session.sink()
