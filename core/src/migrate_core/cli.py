@@ -424,9 +424,16 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             cancel=threading.Event(),
         )
         if kwargs.get("dry_run"):
+            from .ledger import LEDGER_FILE
             from .plan import make_plan, render_plan
 
-            plan = make_plan(command, storage, selection, source=source, sink=sink, decide=orch.export_decision)
+            # the load's own rule (already loaded, failed before) where a ledger exists: a dry run creates none
+            ledger = sink is not None and (storage.state_dir() / LEDGER_FILE).exists()
+            try:
+                plan = make_plan(command, storage, selection, source=source, sink=sink, decide=orch.export_decision,
+                                 load_decide=orch.load_decision if ledger else None)
+            finally:
+                orch.close()
             _emit_json(plan) if json_out else render_plan(plan)
             return
         components = {"storage": session.run.storage}

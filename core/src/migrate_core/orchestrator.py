@@ -179,6 +179,12 @@ class Orchestrator:
         summary.finished = time.monotonic()
         return summary
 
+    def close(self) -> None:
+        """Close the ledger if a decision opened it (the commands close it themselves)."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
     # ----------------------------------------------------------------- the engine
 
     @property
