@@ -74,7 +74,7 @@ WorkersOpt = Annotated[
     typer.Option("--workers", min=1, help="Runs in parallel (default 4; exports use the source's preference if it "
                  "has one: neptune3 2).", show_default=False),
 ]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows, losses); write nothing.")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show the plan (runs, rows per type, bytes, losses); write nothing.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Exit 1 if any value could not be carried.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout.")]
 QuietOpt = Annotated[bool, typer.Option(
