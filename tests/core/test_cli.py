@@ -117,11 +117,11 @@ def test_hostile_run_ids_and_strict_losses(migrate, memory_sink):
 
 def test_dry_run_writes_nothing(migrate, tmp_path, memory_sink):
     plan = migrate("export", "--source", "demo", "--dry-run", "--json", *SMALL).json()
-    assert plan["export"]["to_export"] == 3 and plan["export"]["estimated_rows"] > 0
+    assert plan["export"]["to_move"] == 3 and plan["export"]["estimated_rows"] > 0
     assert not (tmp_path / "exports").exists()
     migrate("export", "--source", "demo", *SMALL)
     plan = migrate("load", "--sink", "memory", "--dry-run", "--json").json()
-    assert plan["load"]["rows_by_type"]["float_series"] > 0 and plan["load"]["bytes"] > 0
+    assert plan["load"]["rows_by_type"]["float_series"] > 0 and plan["load"]["estimated_bytes"] > 0
     assert memory_sink.loaded == {}
     human = migrate("load", "--sink", "memory", "--dry-run")
     assert "cannot carry: nothing" in human.out

@@ -83,7 +83,7 @@ def test_json_shape_and_export_estimate(migrate, tmp_path):
     plan = migrate("export", "--dry-run", "--set", "source.demo.runs=5", "--json").json()["export"]
     rows_est = plan["estimated_rows"]
     assert f"5 of 5 runs to export, ~{rows_est:,} rows" in rows(result)["export plan"]["detail"]
-    assert f"({5} runs, {rows_est:,} rows, rows x 16 B)" in rows(result)["free disk"]["detail"]
+    assert f"({5} runs, {rows_est:,} rows, dry-run estimate)" in rows(result)["free disk"]["detail"]
     assert list(tmp_path.iterdir()) == []
 
 

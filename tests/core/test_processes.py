@@ -128,32 +128,29 @@ def test_a_childs_log_lines_drive_the_progress_and_are_relayed(capsys):
     import io
     import threading
 
-    from migrate_core.processes import _relay
-    from migrate_core.progress import Progress
-
-    class Recording(Progress):
-        def __init__(self):
-            self.done, self.rows_seen, self.events = [], 0, []
-
-        def run_done(self, ok):
-            self.done.append(ok)
-
-        def rows(self, count):
-            self.rows_seen += count
-
-        def event(self, name, count=1):
-            self.events.append((name, count))
+    from migrate_core.processes import _relay, _Totals
+    from migrate_core.progress import Counters
 
     lines = [
-        '{"stage": "export", "run": "a", "rows": 7, "event": "run_done", "level": "info"}',
+        '{"runs": 2, "final": false, "event": "progress_total", "level": "info"}',
+        '{"stage": "export", "rows": 10, "estimate": true, "event": "progress_rows_total", "level": "info"}',
+        '{"stage": "export", "run": "a", "rows": 7, "bytes": 5, "event": "run_done", "level": "info"}',
         '{"stage": "export", "run": "b", "rows": 0, "reason": "x", "event": "run_failed", "level": "warning"}',
         '{"name": "retries", "count": 2, "event": "progress_event", "level": "info"}',
+        '{"runs": 2, "final": true, "event": "progress_total", "level": "info"}',
         "a library's own warning line",
         "migrate: error: said once, by the parent",
     ]
-    progress, tail = Recording(), []
-    _relay(io.StringIO("\n".join(lines) + "\n"), 1, progress, tail, threading.Lock())
-    assert progress.done == [True, False] and progress.rows_seen == 7 and progress.events == [("retries", 2)]
+    progress, tail, totals = Counters(), [], _Totals(2)
+    progress.start("export", None)
+    _relay(io.StringIO("\n".join(lines) + "\n"), 1, progress, tail, threading.Lock(), totals)
+    assert progress.runs_done == 2 and progress.stages["export"].rows == 7 and progress.stages["export"].bytes == 5
+    assert progress._events.counts == {"retries": 2}
+    assert progress.stages["export"].total == 10 and progress.stages["export"].estimate
+    assert (progress.runs_total, progress.runs_final) == (2, False)  # the other shard has not said its total yet
+    totals.set(0, 3, True, progress)
+    assert (progress.runs_total, progress.runs_final) == (5, True)
     err = capsys.readouterr().err
     assert "a library's own warning line" in err and "said once" not in err
+    assert "progress_total" not in err and "progress_rows_total" not in err
     assert tail[-1] == "migrate: error: said once, by the parent"

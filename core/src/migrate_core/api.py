@@ -74,6 +74,8 @@ class SourceRun:
     parent_run_id: str | None = None
     modification_time: datetime | None = None
     estimated_rows: int | None = None
+    #: bytes of the run's files, when the source knows them before exporting (`--dry-run`'s byte estimate)
+    estimated_file_bytes: int | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -95,12 +97,16 @@ class RunReport:
         self.bytes = 0
         self.losses: Counter[str] = Counter()
         self.notes: list[str] = []
+        #: called with the bytes of each `add()` (the orchestrator's live bytes bar); plugins leave it alone
+        self.on_bytes: Any = None
 
     def add(self, rows: int = 0, files: int = 0, bytes: int = 0) -> None:
         with self._lock:
             self.rows += rows
             self.files += files
             self.bytes += bytes
+        if bytes and self.on_bytes is not None:
+            self.on_bytes(bytes)
 
     def lost(self, what: str, count: int = 1) -> None:
         """Record `count` values that could not be carried, e.g. `lost("files with escaping paths")`."""

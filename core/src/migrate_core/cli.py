@@ -67,6 +67,9 @@ app.add_typer(config_app, name="config")
 EXTRA_PLUGINS: list[object] = []
 _GC_PAUSED = False  # main() of a process of its own collects no garbage while a command imports its modules
 _LOG_LEVEL = "info"  # the root's --log-level, passed on to `export --processes` children
+_LOG_FORMAT = "auto"
+_QUIET = False  # --quiet / MIGRATE_QUIET: no progress, warnings and errors only, then the summary
+_NO_PROGRESS = False  # --no-progress / MIGRATE_NO_PROGRESS: no bars, logs as usual
 
 ConfigOpt = Annotated[
     Path | None,
@@ -102,11 +105,17 @@ WorkersOpt = Annotated[
                  "neptune3 2).", show_default=False),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", rich_help_panel=PANEL_EXECUTION,
-                                         help="Show the plan (runs, rows, losses); write nothing.")]
+                                         help="Show the plan (runs, rows per type, bytes, losses); write nothing.")]
 StrictOpt = Annotated[bool, typer.Option("--strict", rich_help_panel=PANEL_EXECUTION,
                                          help="Exit 1 if any value could not be carried.")]
 JsonOpt = Annotated[bool, typer.Option("--json", rich_help_panel=PANEL_OUTPUT,
                                        help="Machine-readable JSON on stdout.")]
+QuietOpt = Annotated[bool, typer.Option(
+    "--quiet", "-q", envvar="MIGRATE_QUIET", rich_help_panel=PANEL_OUTPUT,
+    help="No progress and no info logs: warnings, errors and the summary only (also `migrate -q CMD`).")]
+NoProgressOpt = Annotated[bool, typer.Option(
+    "--no-progress", envvar="MIGRATE_NO_PROGRESS", rich_help_panel=PANEL_OUTPUT,
+    help="No progress bars or progress lines; logs as usual (also `migrate --no-progress CMD`).")]
 DataPathOpt = Annotated[
     Path | None, typer.Option("--data-path", metavar="PATH", rich_help_panel=PANEL_STORAGE,
                               help="Parquet root (default ./exports/data).", show_default=False)
@@ -372,9 +381,26 @@ def _progress(json_out: bool):
 
     if is_child():
         return ChildProgress()  # the parent of `export --processes` shows one progress for all
-    if json_out:
+    if json_out or _QUIET or _NO_PROGRESS:
         return Progress()
     return RichProgress() if sys.stderr.isatty() else LineProgress()
+
+
+def _output_options(kwargs: dict[str, Any]) -> None:
+    """A data command's own --quiet / --no-progress (the root's are set already)."""
+    global _QUIET, _NO_PROGRESS
+    if kwargs.get("no_progress"):
+        _NO_PROGRESS = True
+    if kwargs.get("quiet") and not _QUIET:
+        _QUIET = True
+        _quiet_logging()
+
+
+def _quiet_logging() -> None:
+    from .logsetup import LEVELS, configure_logging
+
+    if LEVELS[_LOG_LEVEL] < LEVELS["warning"]:
+        configure_logging("warning", _LOG_FORMAT)
 
 
 # ------------------------------------------------------------------------------------------- root
@@ -426,14 +452,19 @@ def root(
                                    expose_value=False, is_eager=True, rich_help_panel=PANEL_SHELL,
                                    help="Print the completion script, to install it by hand.", show_default=False)
     ] = None,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
-    global _LOG_LEVEL
-    _LOG_LEVEL = log_level.value
+    global _LOG_LEVEL, _LOG_FORMAT, _QUIET, _NO_PROGRESS
+    _LOG_LEVEL, _LOG_FORMAT = log_level.value, log_format.value
+    _QUIET, _NO_PROGRESS = quiet, no_progress
 
     def start_logging() -> None:
         from .logsetup import configure_logging
 
         configure_logging(log_level.value, log_format.value)
+        if _QUIET:
+            _quiet_logging()
 
     # run as the command starts (helptext.Command), so `migrate export --help` imports no structlog
     ctx.meta[BEFORE_COMMAND] = start_logging
@@ -446,6 +477,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     from . import processes
     from .orchestrator import Orchestrator
 
+    _output_options(kwargs)
     session = Session(_options(**kwargs))
     if session.run.shard and command != "export":
         # a fork and its parent may fall in different shards; only one load sees both and orders them
@@ -484,9 +516,16 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             cancel=threading.Event(),
         )
         if kwargs.get("dry_run"):
+            from .ledger import LEDGER_FILE
             from .plan import make_plan, render_plan
 
-            plan = make_plan(command, storage, selection, source=source, sink=sink, decide=orch.export_decision)
+            # the load's own rule (already loaded, failed before) where a ledger exists: a dry run creates none
+            ledger = sink is not None and (storage.state_dir() / LEDGER_FILE).exists()
+            try:
+                plan = make_plan(command, storage, selection, source=source, sink=sink, decide=orch.export_decision,
+                                 load_decide=orch.load_decision if ledger else None)
+            finally:
+                orch.close()
             _emit_json(plan) if json_out else render_plan(plan)
             return
         components = {"storage": session.run.storage}
@@ -627,6 +666,8 @@ def export(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Source -> storage. Complete runs are skipped; interrupted ones are redone from scratch."""
     _move("export", locals(), need_source=True, need_sink=False)
@@ -651,6 +692,8 @@ def load(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Storage -> sink (also reads neptune-exporter dumps). Parents load before their forks."""
     _move("load", locals(), need_source=False, need_sink=True)
@@ -684,6 +727,8 @@ def run(
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Export and load, pipelined: each run is loaded as soon as its export commits."""
     _move("run", locals(), need_source=True, need_sink=True)
@@ -704,11 +749,14 @@ def verify(
     data_path: DataPathOpt = None,
     files_path: FilesPathOpt = None,
     json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    no_progress: NoProgressOpt = False,
 ) -> None:
     """Read every loaded run back from the sink and reconcile it with storage; exit 1 on any mismatch."""
     from .api import Sink as SinkBase
     from .orchestrator import Orchestrator
 
+    _output_options(locals())
     session = Session(_options(**locals()))
     storage_obj = session.storage()
     sink_obj = session.sink()

@@ -49,12 +49,22 @@ class DemoSource(Source):
                 run_id=run_id,
                 parent_run_id=ids[0] if index == fork else None,
                 modification_time=BASE_TIME + timedelta(hours=index, minutes=30),
-                estimated_rows=self._estimated_rows(),
+                estimated_rows=self._estimated_rows(index == fork),
+                estimated_file_bytes=self._estimated_file_bytes(run_id),
             )
 
-    def _estimated_rows(self) -> int:
+    def _estimated_rows(self, fork: bool) -> int:
+        """Exactly what `export_run` writes (without an attribute filter): a fork starts at the fork step and
+        has two parameters more (sys/forking/*)."""
         c = self.config
-        return 20 + c.series_per_run * c.points_per_series + 3 * c.string_series_lines + 2 * c.histogram_steps + 5
+        points = c.points_per_series - (self._fork_step() if fork else 0)
+        return (18 + (2 if fork else 0) + c.series_per_run * points + 3 * c.string_series_lines
+                + 2 * c.histogram_steps + (5 if c.files else 0))
+
+    def _estimated_file_bytes(self, run_id: str) -> int:
+        if not self.config.files:
+            return 0
+        return len(f"run: {run_id}\nlr: 0.001\n".encode()) + self.config.file_bytes + 3 * (8 + 256)
 
     # ------------------------------------------------------------------ export
 

@@ -20,12 +20,12 @@ from .checks import CheckResult, DoctorContext, ExportEstimate, failed, passed, 
 from .cli import Options, Session
 from .errors import MigrateError, PluginError
 from .logsetup import keep_stdout_for_results
+from .plan import BYTES_PER_ROW
 from .plugins import DISABLE_ENV, KINDS
 
 # Parquet bytes per stored row when the plan gives rows only. Measured: the demo source's float series
 # store at ~10 B/row (snappy); 16 leaves room for string series, histograms and file metadata. Files are
 # extra: a source whose plan counts rows only cannot say how large its files are.
-BYTES_PER_ROW = 16
 
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}
 ASCII_SYMBOLS = {"ok": "ok", "warn": "!", "fail": "X"}
@@ -167,15 +167,15 @@ def _estimate(session: DoctorSession, rows: list[Row]) -> ExportEstimate | None:
             if component is not None:
                 component.close()
     export_plan = plan["export"]
-    counted = "estimated_bytes" in export_plan or any(
+    counted = export_plan.get("estimated_bytes") is not None or any(
         r["estimated_rows"] is not None for r in export_plan["runs"] if r["action"] == "export")
-    if export_plan["to_export"] and not counted:
+    if export_plan["to_move"] and not counted:
         rows.append(Row(source_name, "source", passed(
-            "export plan", f"{export_plan['to_export']} of {len(export_plan['runs'])} runs to export; "
+            "export plan", f"{export_plan['to_move']} of {len(export_plan['runs'])} runs to export; "
                            f"the source does not estimate their size")))
         return None
     size, basis = export_bytes(export_plan)
-    estimate = ExportEstimate(runs=export_plan["to_export"], rows=export_plan["estimated_rows"], bytes=size,
+    estimate = ExportEstimate(runs=export_plan["to_move"], rows=export_plan["estimated_rows"] or 0, bytes=size,
                               basis=basis)
     from .checks import human_bytes
 

@@ -179,6 +179,12 @@ class Orchestrator:
         summary.finished = time.monotonic()
         return summary
 
+    def close(self) -> None:
+        """Close the ledger if a decision opened it (the commands close it themselves)."""
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
+
     # ----------------------------------------------------------------- the engine
 
     @property
@@ -231,10 +237,11 @@ class Orchestrator:
         if run.info:
             source_info["info"] = dict(run.info)
         writer = None
+        live = _LiveRows(self.progress, "export", report)
         try:
             self._check_cancel()
             writer = self.storage.begin_run(run.project_id, run.run_id, source_info)
-            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event)
+            ctx = self._context(live)
             assert self.source is not None
             self.source.export_run(run, self.selection, writer, ctx)
             ctx.check_cancelled()
@@ -249,7 +256,13 @@ class Orchestrator:
             out.status = "cancelled" if isinstance(exc, Cancelled | KeyboardInterrupt) else "failed"
             out.reason = "interrupted" if out.status == "cancelled" else describe_error(exc)
         out.seconds = time.monotonic() - started
+        live.settle()
         return out
+
+    def _context(self, live: _LiveRows, force: bool = False) -> RunContext:
+        """One run's context, its rows and bytes counted live on its stage's lines of the progress."""
+        live.report.on_bytes = lambda n: self.progress.bytes(n, live.stage)
+        return RunContext(live.report, self.cancel, live, self.progress.event, force=force)
 
     def skip_outcome(self, run: SourceRun) -> Outcome | None:
         """The outcome of a run that is not exported now (skipped, or failed to read its stored state), else None."""
@@ -280,11 +293,12 @@ class Orchestrator:
         report = RunReport()
         out = Outcome(stored.project_id, stored.run_id, "load", "ok", report=report)
         target = self.sink.target()
+        live = _LiveRows(self.progress, "load", report)
         try:
             self._check_cancel()
             export_id = stored.export_id
             self.ledger.set(stored.project_id, stored.run_id, target, "in_progress")
-            ctx = RunContext(report, self.cancel, self.progress.rows, self.progress.event, force=self.force)
+            ctx = self._context(live, force=self.force)
             self.sink.load_run(RunReader(self.storage, stored), ctx)
             ctx.check_cancelled()
             self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict(),
@@ -297,6 +311,7 @@ class Orchestrator:
                 out.status, out.reason = "failed", describe_error(exc)
                 self.ledger.set(stored.project_id, stored.run_id, target, "failed", out.reason, report.as_dict())
         out.seconds = time.monotonic() - started
+        live.settle()
         return out
 
     def load_decision(self, stored: StoredRun) -> str | None:
@@ -389,6 +404,38 @@ class Orchestrator:
             )
 
 
+def run_line_level(status: str, progress: Progress) -> str:
+    """The level of a run's outcome line: failed and deferred runs warn; a run done or skipped is debug while
+    bars show it (one info line per run floods a terminal), else info (logs, CI, `--no-progress`)."""
+    if status in ("failed", "deferred"):
+        return "warning"
+    return "debug" if progress.shows_runs and status in ("ok", "skipped") else "info"
+
+
+def stored_rows(run: StoredRun) -> int | None:
+    """A stored run's rows as its manifest counts them (what a load reads); None for a foreign run."""
+    manifest = run.manifest or {}
+    rows = manifest.get("rows") if manifest.get("status") == "complete" else None
+    return int(rows) if isinstance(rows, int) else None
+
+
+class _LiveRows:
+    """A run's `ctx.progress(rows)`: counted on its stage's rows line as they come; a plugin that reports no
+    live progress still moves that line, by its run's count once the run ends (`settle`)."""
+
+    def __init__(self, progress: Progress, stage: str, report: RunReport) -> None:
+        self.progress, self.stage, self.report, self.seen = progress, stage, report, 0
+
+    def __call__(self, rows: int) -> None:
+        self.seen += rows
+        self.progress.rows(rows, self.stage)
+
+    def settle(self) -> None:
+        if self.report.rows > self.seen:
+            self.progress.rows(self.report.rows - self.seen, self.stage)
+            self.seen = self.report.rows
+
+
 class _Job:
     """One command's scheduling state: exports feed loads, forks wait for their parents."""
 
@@ -451,6 +498,7 @@ class _Job:
                         self._after_export(skipped)
                         continue
                     batch.append(run)
+                    self.orch.progress.expect_rows(run.estimated_rows, "export", estimate=True)
                     if len(batch) >= group:
                         self._submit_exports(batch)
                         batch = []
@@ -505,6 +553,7 @@ class _Job:
                     continue
                 self.expected.add(run.key)
                 candidates.append(run)
+                self.orch.progress.expect_rows(stored_rows(run), "load")
             self.listing_done = True
             for run in candidates:
                 self._ready(run)
@@ -541,11 +590,13 @@ class _Job:
             "run": outcome.run_id,
             "rows": outcome.report.rows,
         }
+        if outcome.report.bytes:
+            fields["bytes"] = outcome.report.bytes
         if outcome.reason:
             fields["reason"] = outcome.reason
         if outcome.report.losses:
             fields["losses"] = dict(outcome.report.losses)
-        level = "warning" if outcome.status in ("failed", "deferred") else "info"
+        level = run_line_level(outcome.status, self.orch.progress)
         getattr(log, level)(event[outcome.status], **fields)
         if outcome.status == "failed":
             self.orch.notify_error(self.summary.command, outcome)
@@ -571,6 +622,7 @@ class _Job:
             self._record(Outcome(*key, "load", "skipped", reason))
             self._loaded(key, reason.startswith("already loaded"))
             return
+        self.orch.progress.expect_rows(stored_rows(stored), "load")
         self._ready(stored)
 
     def _after_load(self, outcome: Outcome) -> None:

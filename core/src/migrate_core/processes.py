@@ -41,10 +41,33 @@ def is_child() -> bool:
 
 
 class ChildProgress(Progress):
-    """A child's progress: its live counters (e.g. retries) go to the parent as log records."""
+    """A child's progress: its totals and live counters (e.g. retries) go to the parent as log records; its
+    runs and rows reach the parent in its `run_*` events."""
+
+    def set_total(self, total_runs: int, final: bool = True) -> None:
+        log.info("progress_total", runs=total_runs, final=final)
+
+    def expect_rows(self, count: int | None, stage: str, estimate: bool = False) -> None:
+        log.info("progress_rows_total", stage=stage, rows=count, estimate=estimate)
 
     def event(self, name: str, count: int = 1) -> None:
         log.info("progress_event", name=name, count=count)
+
+
+class _Totals:
+    """The runs total of the whole command: the sum of the children's, final once every child's is."""
+
+    def __init__(self, shards: int) -> None:
+        self._lock = threading.Lock()
+        self.shards = shards
+        self.by_shard: dict[int, tuple[int, bool]] = {}
+
+    def set(self, shard: int, runs: int, final: bool, progress: Progress) -> None:
+        with self._lock:
+            self.by_shard[shard] = (runs, final)
+            total = sum(n for n, _ in self.by_shard.values())
+            done = len(self.by_shard) == self.shards and all(f for _, f in self.by_shard.values())
+            progress.set_total(total, final=done)
 
 
 def export_in_processes(child_args: list[str], processes: int, log_level: str, progress: Progress) -> dict[str, Any]:
@@ -64,7 +87,8 @@ def export_in_processes(child_args: list[str], processes: int, log_level: str, p
                     "export", *child_args, "--shard", f"{i}/{processes}", "--json"]
             children.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                              env=env, bufsize=1))
-        readers = [threading.Thread(target=_relay, args=(child.stderr, i, progress, tails[i], lock),
+        totals = _Totals(processes)
+        readers = [threading.Thread(target=_relay, args=(child.stderr, i, progress, tails[i], lock, totals),
                                     name=f"migrate-shard-{i}", daemon=True) for i, child in enumerate(children)]
         for reader in readers:
             reader.start()
@@ -113,8 +137,13 @@ def _interrupt(children: list[subprocess.Popen[str]]) -> None:
         child.wait()
 
 
-def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[str], lock: threading.Lock) -> None:
-    """Forward one child's log lines (through our own logging, tagged with its shard) and count its runs."""
+def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[str], lock: threading.Lock,
+           totals: _Totals | None = None) -> None:
+    """Forward one child's log lines (through our own logging, tagged with its shard), count its runs and rows,
+    and add its totals to the command's."""
+    from .orchestrator import run_line_level
+
+    totals = totals or _Totals(1)
     if stream is None:
         return
     for line in stream:
@@ -136,9 +165,22 @@ def _relay(stream: IO[str] | None, shard: int, progress: Progress, tail: list[st
         if event in RUN_EVENTS:
             if record.get("stage") == "export":
                 progress.run_done(RUN_EVENTS[event])
-            rows = record.get("rows")
+            rows, size = record.get("rows"), record.get("bytes")
             if event == "run_done" and isinstance(rows, int):
-                progress.rows(rows)
+                progress.rows(rows, "export")
+            if event == "run_done" and isinstance(size, int):
+                progress.bytes(size, "export")
+            if level == "info":
+                level = run_line_level("ok" if event == "run_done" else "skipped" if event == "run_skipped"
+                                       else "cancelled", progress)
+        elif event == "progress_total":
+            totals.set(shard, int(record.get("runs") or 0), bool(record.get("final")), progress)
+            continue
+        elif event == "progress_rows_total":
+            rows = record.get("rows")
+            progress.expect_rows(rows if isinstance(rows, int) else None, str(record.get("stage") or "export"),
+                                 bool(record.get("estimate")))
+            continue
         elif event == "progress_event":
             progress.event(str(record.get("name", "")), int(record.get("count") or 1))
             continue
