@@ -29,9 +29,11 @@ def test_inspect_prints_one_line_per_run_within_100_columns(migrate, memory_sink
     out = migrate("inspect").out
     lines = out.splitlines()
     assert all(len(line) <= 100 for line in lines), out
+    table, problems = lines[:-1], lines[-1:]  # under the table, each problem in full, one line per run
     for i, state in ((0, "complete"), (1, "complete"), (2, "INCOMPLETE")):
-        (line,) = [line for line in lines if f"SAN-1234{i}" in line]  # one line per run, never wrapped
+        (line,) = [line for line in table if f"SAN-1234{i}" in line]  # one line per run, never wrapped
         assert PROJECT in line and state in line, line
+    assert problems[0].startswith(f"{PROJECT} SAN-12342: ") and "…" not in problems[0], out
     (done,) = [line for line in lines if "SAN-12340" in line]
     assert "91" in done and "float_series 98%" in done and "memory done" in done
     assert "3 runs in" in out

@@ -2,7 +2,8 @@
 
 Columns: project, run, state, rows, the largest row type with its share, and the load state per sink
 (the sink's name, not its whole target). Long cells end in an ellipsis instead of wrapping; `--json` has
-everything in full.
+everything in full, and every problem (why a run is incomplete) is also printed whole under the table, one
+line per run that has one: a truncated cell never hides what is wrong.
 """
 
 from __future__ import annotations
@@ -55,4 +56,9 @@ def render(rows: list[dict[str, Any]], where: str) -> None:
                          min_width=width, max_width=None if keep else 24)
     for row in cells:
         table.add_row(*row)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for r in rows:
+        if r["problem"]:
+            console.print(f"{r['project_id']} {r['run_id']}: {r['problem']}", markup=False, highlight=False,
+                          soft_wrap=True)
