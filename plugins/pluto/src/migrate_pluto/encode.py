@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -61,19 +62,50 @@ def metric_body(name: str, steps: np.ndarray, times: np.ndarray, values: pa.Arra
     return _joined(lines)
 
 
+def float_text_with_comma(values: pa.Array) -> pa.Array | None:
+    """float64 -> `V,` per value (JSON number text and the comma that follows it), or None when a value is
+    null or not finite (JSON has no literal for those; `float_text` writes the ones the ingest accepts).
+
+    orjson writes the whole array as `[a,b,c]` with shortest round-trip digits; dropping the bracket and
+    turning the closing one into a comma leaves `a,b,c,`, whose commas are the ends of the values: the
+    Arrow string array is built on that buffer without copying a value."""
+    if values.null_count or not pa.types.is_float64(values.type) or len(values) == 0:
+        return None
+    numbers = values.to_numpy(zero_copy_only=False)
+    if not np.isfinite(numbers).all():
+        return None
+    text = bytearray(orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY))
+    del text[0]
+    text[-1] = 0x2C
+    ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 0x2C)
+    if ends.size != len(numbers):  # a format orjson does not write: never guess
+        return None
+    offsets = np.empty(len(numbers) + 1, dtype=np.int32)
+    offsets[0] = 0
+    offsets[1:] = ends + 1
+    return pa.StringArray.from_buffers(len(numbers), pa.py_buffer(offsets), pa.py_buffer(text))
+
+
 def grouped_metric_body(names: Sequence[str], steps: np.ndarray, times: np.ndarray,
                         values: Sequence[pa.Array]) -> bytes:
     """One line per step for several series logged at the same steps and times:
     `{"time":T,"step":S,"data":{"a":Va,"b":Vb,...}}` (what one `log()` call with several keys sends).
-    Pluto stores the same points as from one line per point, and parses a fraction of the text."""
+    Pluto stores the same points as from one line per point, and parses a fraction of the text.
+
+    Every series but the last is written with its comma attached (`float_text_with_comma`); a series with a
+    non-finite value, and the last one, as `float_text` with the comma put before the next key."""
     if len(steps) == 0:
         return b""
     if len(names) == 1:
         return metric_body(names[0], steps, times, values[0])
     parts: list[Any] = [_HEAD, _text(times), _STEP, _text(steps)]
+    comma = False  # does the next key need a comma before it (the previous value came without one)?
     for i, (name, column) in enumerate(zip(names, values, strict=True)):
-        key = (',"data":{' if i == 0 else ",") + json.dumps(name, ensure_ascii=False) + ":"
-        parts += [pa.scalar(key, pa.string()), float_text(column)]
+        key = ('"data":{' if i == 0 else "") + json.dumps(name, ensure_ascii=False) + ":"
+        key = ("," if comma or i == 0 else "") + key
+        text = float_text_with_comma(column) if i < len(names) - 1 else None
+        parts += [pa.scalar(key, pa.string()), text if text is not None else float_text(column)]
+        comma = text is None
     parts += [_TAIL, _NO_SEPARATOR]
     return _joined(pc.binary_join_element_wise(*parts))
 
