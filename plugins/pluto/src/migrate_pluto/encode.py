@@ -66,22 +66,21 @@ def float_text_with_comma(values: pa.Array) -> pa.Array | None:
     """float64 -> `V,` per value (JSON number text and the comma that follows it), or None when a value is
     null or not finite (JSON has no literal for those; `float_text` writes the ones the ingest accepts).
 
-    orjson writes the whole array as `[a,b,c]` with shortest round-trip digits; dropping the bracket and
-    turning the closing one into a comma leaves `a,b,c,`, whose commas are the ends of the values: the
-    Arrow string array is built on that buffer without copying a value."""
+    orjson writes the whole array as `[a,b,c]` with shortest round-trip digits; turning the closing bracket
+    into a comma leaves `[a,b,c,`, whose commas are the ends of the values: the Arrow string array is built
+    on that buffer, from offset 1, without copying a value."""
     if values.null_count or not pa.types.is_float64(values.type) or len(values) == 0:
         return None
     numbers = values.to_numpy(zero_copy_only=False)
     if not np.isfinite(numbers).all():
         return None
     text = bytearray(orjson.dumps(numbers, option=orjson.OPT_SERIALIZE_NUMPY))
-    del text[0]
-    text[-1] = 0x2C
+    text[-1] = 0x2C  # the values start after the "[" (offset 1): no byte is moved
     ends = np.flatnonzero(np.frombuffer(text, dtype=np.uint8) == 0x2C)
-    if ends.size != len(numbers):  # a format orjson does not write: never guess
+    if ends.size != len(numbers) or text[0] != 0x5B:  # a format orjson does not write: never guess
         return None
     offsets = np.empty(len(numbers) + 1, dtype=np.int32)
-    offsets[0] = 0
+    offsets[0] = 1
     offsets[1:] = ends + 1
     return pa.StringArray.from_buffers(len(numbers), pa.py_buffer(offsets), pa.py_buffer(text))
 
