@@ -4,9 +4,9 @@ One dump (4 runs x 20 metrics x 25k integer steps = 2M points, written straight 
 made first. Each repetition then starts, in an order that rotates, as separate processes timed from
 just before the spawn to the exit (subprocess wall time), each against its own new fake server:
 
-- ours, lean venv   `migrate load --sink pluto` from a venv holding only migrate-core, migrate-local-fs,
-                    migrate-pluto and their real dependencies minus pluto-ml (what users of a pluto-ml-free
-                    migrate-pluto get; built here with uv, skipped with `--no-lean`);
+- ours, lean venv   `migrate load --sink pluto` from a venv holding only migrate-ml, migrate-ml-local-fs,
+                    migrate-ml-pluto and their real dependencies minus pluto-ml (what users of a pluto-ml-free
+                    migrate-ml-pluto get; built here with uv, skipped with `--no-lean`);
 - ours, dev venv    the same console script from the workspace venv, where pluto-ml's `.pth` hook runs at
                     every interpreter start;
 - pluto-ml tuned    the unmodified pluto-ml client in its own process: `pluto.init` per run (console and
@@ -140,7 +140,7 @@ def lean_venv(target: Path) -> Path | None:
         (target.parent / "constraints.txt").write_text(constraints)
         subprocess.run(uv + ["venv", "-q", "--python", sys.executable, str(target)], check=True, capture_output=True)
         python = str(target / "bin" / "python")
-        # migrate-pluto declares what it needs and pluto-ml is not among it: the packages' own dependencies,
+        # migrate-ml-pluto declares what it needs and pluto-ml is not among it: the packages' own dependencies,
         # pinned to the lock, are what a user's venv holds
         subprocess.run(uv + ["pip", "install", "-q", "--compile-bytecode", "--python", python, "-c",
                              str(target.parent / "constraints.txt"),

@@ -70,13 +70,13 @@ def main() -> None:
         cwd = Path(tmp)
         venv = "dev venv (pluto-ml's .pth hook at every start)"
         if not args.dev_venv:
-            # a venv of migrate-core, -local-fs and -pluto with their own dependencies
+            # a venv of migrate-ml, migrate-ml-local-fs and migrate-ml-pluto with their own dependencies
             from pluto_process import lean_venv
 
             lean = lean_venv(cwd / "lean-venv")
             if lean is not None:
                 PYTHON[:] = [str(lean / "python")]
-                venv = "venv without pluto-ml (what migrate-pluto installs)"
+                venv = "venv without pluto-ml (what migrate-ml-pluto installs)"
         env = {**os.environ, **srv.client_env(home=cwd, pluto_dir=cwd / "pluto")}
         into = ["--set", "sink.pluto.project=p"]
         export_s = _migrate(cwd, env, "export", "--source", "demo", *demo)

@@ -25,7 +25,7 @@ from .errors import PlutoError
 
 RETRY_STATUS = frozenset({408, 429}) | frozenset(range(500, 600))
 __all__ = ["MAX_RETRY_AFTER", "RetryPolicy", "Transport", "parse_retry_after", "retry_policy"]
-USER_AGENT = "migrate-pluto/0.1"
+USER_AGENT = "migrate-ml-pluto/0.1"
 
 
 @dataclass(frozen=True)
