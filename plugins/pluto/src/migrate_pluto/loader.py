@@ -670,8 +670,10 @@ class RunLoader(FileUploads):
             if between:  # only a manifest whose step summary disagrees with its rows gets here: say so
                 self.ctx.report.lost("points between the steps of the run's step plan (its manifest's step "
                                      "summary disagrees with the rows: export the run again)", between)
-        steps = np.where(shifted >= 0, shifted, 0) // self.plan.divisor
-        return steps.astype(np.uint64), times_np.astype(np.int64), has_step
+        steps = np.maximum(shifted, 0) if below else shifted  # (rows without a step are masked by callers)
+        if self.plan.divisor > 1:
+            steps = steps // self.plan.divisor
+        return steps.astype(np.uint64), times_np.astype(np.int64, copy=False), has_step
 
     # ---------------------------------------------------------------- metrics
 
