@@ -192,3 +192,20 @@ def test_a_remote_state_path_is_refused(env, migrate):
     result = migrate("inspect", *_s3(env), "--set", f"storage.local_fs.state_path=s3://{env['BUCKET']}/state")
     assert result.code != 0
     assert "must be a local directory" in result.out + result.err
+
+
+def test_a_file_url_is_the_local_disk(migrate, tmp_path):
+    url = (tmp_path / "exp").as_uri()  # file:///...
+    result = migrate("export", "--source", "demo", *DEMO, "--data-path", f"{url}/data", "--files-path", f"{url}/files")
+    assert result.code == 0, result.err
+    assert (tmp_path / "exp/data" / S("demo/project") / f"{S('DEMO-1')}_part_0.parquet").is_file()
+    inspected = migrate("inspect", "--data-path", str(tmp_path / "exp/data"), "--json")
+    assert [r["complete"] for r in json.loads(inspected.out)] == [True, True, True]
+
+
+def test_doctor_checks_the_bucket(env, migrate):
+    good = migrate("doctor", "--storage", "local_fs", *_s3(env))
+    assert "reachable" in good.out, good.out + good.err
+    bad = migrate("doctor", "--storage", "local_fs", "--data-path", "s3://no-such-bucket/d", "--files-path",
+                  "s3://no-such-bucket/f")
+    assert bad.code == 1 and "does not" in bad.out, bad.out + bad.err
