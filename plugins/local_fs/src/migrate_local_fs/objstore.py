@@ -76,7 +76,9 @@ def _register_s3_finalizer() -> None:
     global _s3_finalizer_registered
     if not _s3_finalizer_registered:
         _s3_finalizer_registered = True
-        atexit.register(pafs.finalize_s3)  # pyarrow's S3 must be finalised before the interpreter exits
+        # pyarrow's S3 must be finalised before the interpreter exits; pyarrow's own atexit hook
+        # (ensure_s3_finalized) does it too, this one keeps it explicit wherever our storage used S3
+        atexit.register(pafs.finalize_s3)
 
 
 def _filesystem(value: str | Path, what: str) -> tuple[pafs.FileSystem, str]:
