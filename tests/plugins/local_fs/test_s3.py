@@ -209,3 +209,32 @@ def test_doctor_checks_the_bucket(env, migrate):
     bad = migrate("doctor", "--storage", "local_fs", "--data-path", "s3://no-such-bucket/d", "--files-path",
                   "s3://no-such-bucket/f")
     assert bad.code == 1 and "does not" in bad.out, bad.out + bad.err
+
+
+def test_a_neptune_exporter_dump_uploaded_to_a_bucket_reads_as_on_disk(env, tmp_path):
+    from . import exporter_dump
+
+    expected = exporter_dump.build(tmp_path / "dump")
+    fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="x", secret_key="x",
+                           region="us-east-1")
+    pafs.copy_files(str(tmp_path / "dump"), f"{env['BUCKET']}/dump", destination_filesystem=fs)
+    storage = ObjectStoreStorage(f"s3://{env['BUCKET']}/dump/data", f"s3://{env['BUCKET']}/dump/files")
+    local = LocalFsStorage(expected["data"], expected["files"])
+    runs = {r.run_id: r for r in storage.list_runs()}
+    assert set(runs) == set(expected["runs"]) | set(expected["incomplete"])
+    on_disk = {r.run_id: r for r in local.list_runs()}
+    for run_id, rows in expected["runs"].items():
+        run = runs[run_id]
+        assert run.complete and not run.has_manifest and run.project_id == exporter_dump.PROJECT
+        assert tables_equal(pa.Table.from_batches(list(storage.read(run))),
+                            pa.Table.from_batches(list(local.read(on_disk[run_id])))) and rows
+    assert not runs["SAN-2"].complete and "interrupted" in runs["SAN-2"].problem
+    assert runs["SAN-2"].run_id == on_disk["SAN-2"].run_id  # ids from the parquet columns, through S3
+    assert storage.lineage(runs["run-a"]) == {"parent_run_id": "run-root", "fork_step": 2.0}
+    for path, content in expected["file_bytes"].items():
+        owner = runs["run-a"] if path.startswith("run-a") else runs["SAN-1"]
+        with storage.open_file(owner, path) as handle:
+            assert handle.read() == content
+    listed = dict(storage.iter_files(runs["SAN-1"], "my-org/my-project/SAN-1/source_code/files"))
+    assert sorted(listed) == ["my-org/my-project/SAN-1/source_code/files/README.md",
+                              "my-org/my-project/SAN-1/source_code/files/src/train.py"]
