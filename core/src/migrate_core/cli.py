@@ -116,13 +116,16 @@ QuietOpt = Annotated[bool, typer.Option(
 NoProgressOpt = Annotated[bool, typer.Option(
     "--no-progress", envvar="MIGRATE_NO_PROGRESS", rich_help_panel=PANEL_OUTPUT,
     help="No progress bars or progress lines; logs as usual (also `migrate --no-progress CMD`).")]
+# text, not Path: a URL (s3://BUCKET/PREFIX) must keep its `//`; plain paths are made Paths by the storage's config
 DataPathOpt = Annotated[
-    Path | None, typer.Option("--data-path", metavar="PATH", rich_help_panel=PANEL_STORAGE,
-                              help="Parquet root (default ./exports/data).", show_default=False)
+    str | None, typer.Option("--data-path", metavar="PATH|URL", rich_help_panel=PANEL_STORAGE,
+                             help="Parquet root: a path or s3://BUCKET/PREFIX (default ./exports/data).",
+                             show_default=False)
 ]
 FilesPathOpt = Annotated[
-    Path | None, typer.Option("--files-path", metavar="PATH", rich_help_panel=PANEL_STORAGE,
-                              help="Files root (default ./exports/files).", show_default=False)
+    str | None, typer.Option("--files-path", metavar="PATH|URL", rich_help_panel=PANEL_STORAGE,
+                             help="Files root: a path or s3://BUCKET/PREFIX (default ./exports/files).",
+                             show_default=False)
 ]
 ForceOpt = Annotated[bool, typer.Option(
     "--force", rich_help_panel=PANEL_EXECUTION,
@@ -210,8 +213,8 @@ class Options:
     attributes: str | None = None
     workers: int | None = None
     strict: bool = False
-    data_path: Path | None = None
-    files_path: Path | None = None
+    data_path: str | Path | None = None  # a path or a URL
+    files_path: str | Path | None = None
     since: str | None = None
     until: str | None = None
     shard: str | None = None
@@ -595,7 +598,8 @@ def _child_args(kwargs: dict[str, Any]) -> list[str]:
         args += ["--workers", str(kwargs["workers"])]
     for key, flag in (("data_path", "--data-path"), ("files_path", "--files-path")):
         if kwargs.get(key) is not None:
-            args += [flag, str(Path(kwargs[key]).resolve())]
+            value = str(kwargs[key])
+            args += [flag, value if "://" in value else str(Path(value).resolve())]
     for project in kwargs.get("project") or ():
         args += ["--project", project]
     for cls in kwargs.get("classes") or ():

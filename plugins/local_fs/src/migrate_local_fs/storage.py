@@ -185,7 +185,7 @@ class LocalFsStorage(Storage):
             else:
                 committed[int(match["n"])] = path
         parts = tuple(str(committed[n]) for n in sorted(committed))
-        manifest = read_manifest(manifest_path)
+        manifest = self._read_manifest(manifest_path)
         problem = None
         if manifest is not None:
             project_id = manifest.get("project_id") or project_dir.name
@@ -228,6 +228,8 @@ class LocalFsStorage(Storage):
             problem=problem,
             parts=parts,
         )
+
+    _read_manifest = staticmethod(read_manifest)  # objstore.py reads it through pyarrow.fs
 
     def _identity(self, project_dir: Path, stem: str, parts: list[Path]) -> tuple[str, str]:
         """Ids come from the columns (file names are not reversible); unreadable parts fall back to names."""
