@@ -212,7 +212,7 @@ def test_doctor_checks_the_bucket(env, migrate):
 
 
 def test_a_neptune_exporter_dump_uploaded_to_a_bucket_reads_as_on_disk(env, tmp_path):
-    from . import exporter_dump
+    from tests.plugins.local_fs import exporter_dump
 
     expected = exporter_dump.build(tmp_path / "dump")
     fs = pafs.S3FileSystem(endpoint_override=env["AWS_ENDPOINT_URL"], access_key="x", secret_key="x",
