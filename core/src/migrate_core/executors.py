@@ -29,7 +29,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .errors import MigrateError, UsageError
+from .errors import UsageError
 
 if TYPE_CHECKING:
     from .api import Selection, SourceRun, StoredRun
@@ -142,55 +142,19 @@ class ProcessExecutor(RemoteExecutor):
         return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
 
 
-class DaskExecutor(RemoteExecutor):
-    name = "dask"
-
-    def __init__(self, spec: WorkerSpec, address: str | None) -> None:
-        super().__init__(spec)
-        self.address = address
-        self.client: Any = None
-        self.cluster: Any = None
-
-    def make_pool(self, workers: int) -> PoolExecutor:
-        try:
-            from distributed import Client, LocalCluster
-        except ImportError:
-            raise UsageError("--executor dask needs the `distributed` package: pip install 'migrate-ml[dask]'") \
-                from None
-        import logging
-
-        # Dask logs every connection at info: keep its warnings, unless the user asked for debug
-        if self.spec.log_level != "debug":
-            logging.getLogger("distributed").setLevel(logging.WARNING)
-        if self.address:
-            try:
-                self.client = Client(self.address, timeout=15)
-            except (OSError, TimeoutError) as exc:
-                raise MigrateError(f"cannot reach the Dask scheduler at {self.address}: {exc} (start one with "
-                                   "`dask scheduler`, or drop --dask-address to run a local cluster)") from None
-        else:
-            # a dashboard on a free port (not 8787, which another cluster may hold)
-            self.cluster = LocalCluster(n_workers=min(workers, os.cpu_count() or 1), threads_per_worker=1,
-                                        processes=True, dashboard_address=":0", silence_logs=logging.ERROR)
-            self.client = Client(self.cluster)
-        return self.client.get_executor(pure=False)
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        if self.client is not None:
-            self.client.close()
-            self.client = None
-        if self.cluster is not None:
-            self.cluster.close()
-            self.cluster = None
-
-
 def make_executor(name: str, address: str | None, spec: WorkerSpec) -> Executor:
     if name == "threads":
         return ThreadExecutor()
     if name == "processes":
         return ProcessExecutor(spec)
     if name == "dask":
+        try:
+            from .dask import DaskExecutor
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").split(".")[0] not in ("distributed", "dask"):
+                raise
+            raise UsageError("--executor dask needs the `distributed` package: pip install 'migrate-ml[dask]'") \
+                from None
         return DaskExecutor(spec, address)
     raise UsageError(f"unknown executor {name!r}; choose one of {', '.join(NAMES)}")
 
