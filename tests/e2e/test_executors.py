@@ -127,6 +127,14 @@ def _ledger(root: Path, target_project: str) -> dict[str, tuple[str, int]]:
         ledger.close()
 
 
+def _entry(root: Path, target_project: str, run_id: str):
+    ledger = Ledger(LocalFsStorage(root / "data", root / "files").state_dir())
+    try:
+        return next(e for e in ledger.entries() if target_project in e.target and e.run_id == run_id)
+    finally:
+        ledger.close()
+
+
 def _snapshots(srv: FakePluto, project: str) -> dict:
     return {run_id: snapshot(srv, project, f"demo:demo/project:{run_id}") for run_id in IDS}
 
@@ -154,6 +162,8 @@ def test_dask_export_and_load_equal_the_threads(scheduler, base_env, fake_pluto_
     assert dask[IDS[-1]]["fork"][0] == f"demo:demo/project:{IDS[0]}"  # the fork kept its parent
     rows = {r["run_id"]: r["rows"] for r in loaded["runs"]}
     assert _ledger(remote, "/dask") == {run_id: ("done", rows[run_id]) for run_id in IDS}
+    parent, fork = (_entry(remote, "/dask", run_id) for run_id in (IDS[0], IDS[-1]))
+    assert fork.started_at is not None and fork.started_at >= parent.updated_at  # sent after its parent's load
     # the ledger says done: a second load sends nothing
     again = _run(base_env, tmp_path, "load", *sink, *_paths(remote), "--set", "sink.pluto.project=dask",
                  "--executor", "dask", "--dask-address", address)
