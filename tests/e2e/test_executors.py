@@ -197,3 +197,19 @@ def test_an_unreachable_scheduler_is_one_clear_line(base_env, tmp_path):
     assert done.returncode != 0
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_dask_without_distributed_installed_says_how_to_get_it(migrate, monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # `import distributed` fails as if not installed
+    monkeypatch.delitem(sys.modules, "migrate_core.dask", raising=False)
+    result = migrate("export", "--source", "demo", *DEMO, *_paths(tmp_path), "--executor", "dask")
+    assert result.code == 2, result.out + result.err
+    assert "pip install 'migrate-ml[dask]'" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "data").exists()  # nothing ran locally instead
+
+
+def test_processes_and_dask_address_are_refused_with_the_fix(migrate, tmp_path):
+    both = migrate("export", "--source", "demo", *_paths(tmp_path), "--processes", "2", "--executor", "processes")
+    assert both.code == 2 and "--processes and --executor processes: choose one" in both.err
+    stray = migrate("load", "--sink", "pluto", *_paths(tmp_path), "--dask-address", "tcp://127.0.0.1:8786")
+    assert stray.code == 2 and "add --executor dask" in stray.err, stray.err
