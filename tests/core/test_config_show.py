@@ -50,8 +50,9 @@ def test_every_key_with_where_it_came_from(migrate, monkeypatch, tmp_path):
     demo_keys = set(config["source"]["demo"])
     assert {"seed", "project", "runs", "points_per_series", "fork", "batch_rows"} <= demo_keys
     assert set(config["storage"]["local_fs"]) >= {"data_path", "files_path", "state_path", "compression"}
+    assert config["executor"] == {"name": "threads", "address": None}  # [executor] too, defaults included
     assert set(origins) == {f"run.{k}" for k in config["run"]} | {f"source.demo.{k}" for k in demo_keys} | {
-        f"storage.local_fs.{k}" for k in config["storage"]["local_fs"]}
+        f"storage.local_fs.{k}" for k in config["storage"]["local_fs"]} | {"executor.name", "executor.address"}
     file = str(tmp_path / "migrate.toml")
     assert origins["run.strict"] == f"file {file} line 2" and origins["source.demo.runs"] == f"file {file} line 5"
     assert origins["source.demo.seed"] == "env MIGRATE__SOURCE__DEMO__SEED" and config["source"]["demo"]["seed"] == 9

@@ -100,6 +100,18 @@ class RunReport:
         #: called with the bytes of each `add()` (the orchestrator's live bytes bar); plugins leave it alone
         self.on_bytes: Any = None
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A report crosses to the orchestrator from a worker process (`--executor processes|dask`): its
+        counts and notes do, its lock and live-bytes callback stay behind."""
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["on_bytes"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def add(self, rows: int = 0, files: int = 0, bytes: int = 0) -> None:
         with self._lock:
             self.rows += rows

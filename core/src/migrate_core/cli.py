@@ -191,6 +191,26 @@ ProcessesOpt = Annotated[
 ]
 
 
+class ExecutorName(StrEnum):
+    threads = "threads"
+    processes = "processes"
+    dask = "dask"
+
+
+ExecutorOpt = Annotated[
+    ExecutorName | None,
+    typer.Option("--executor", metavar=choices(ExecutorName), case_sensitive=False, rich_help_panel=PANEL_EXECUTION,
+                 help="Where runs are processed: threads (this process, default), processes (a local pool of "
+                 "--workers processes) or dask (a Dask cluster).", show_default=False),
+]
+DaskAddressOpt = Annotated[
+    str | None,
+    typer.Option("--dask-address", metavar="URL", rich_help_panel=PANEL_EXECUTION,
+                 help="With --executor dask: the scheduler, e.g. tcp://10.0.0.5:8786; unset: a local cluster.",
+                 show_default=False),
+]
+
+
 # Source options that several sources share, as first-class flags: flag -> candidate keys in the chosen
 # source's table (the first one its config model has). Anything else: --set source.<name>.<key>=...
 SOURCE_FLAG_KEYS: dict[str, tuple[str, ...]] = {
@@ -219,6 +239,8 @@ class Options:
     until: str | None = None
     shard: str | None = None
     processes: int | None = None
+    executor: str | None = None
+    dask_address: str | None = None
 
     source_flags: dict[str, Any] | None = None  # flag name -> value, for the chosen source's own table
 
@@ -236,6 +258,8 @@ class Options:
             "run.until": self.until,
             "run.shard": self.shard,
             "run.processes": self.processes,
+            "executor.name": self.executor,
+            "executor.address": self.dask_address,
         }
         if storage_name:
             flags[f"storage.{storage_name}.data_path"] = str(self.data_path) if self.data_path else None
@@ -247,7 +271,7 @@ class Options:
     @staticmethod
     def flag_names(flags: dict[str, Any]) -> dict[str, str]:
         """Each key of flags() -> its option, for the provenance `config show` prints (`flag --data-path`)."""
-        names = {"run.projects": "--project"}
+        names = {"run.projects": "--project", "executor.name": "--executor", "executor.address": "--dask-address"}
         for key in flags:
             last = key.rsplit(".", 1)[-1]
             flag = next((f for f, keys in SOURCE_FLAG_KEYS.items() if key.startswith("source.") and last in keys),
@@ -365,6 +389,8 @@ def _options(**kwargs: Any) -> Options:
         until=kwargs.get("until"),
         shard=kwargs.get("shard"),
         processes=kwargs.get("processes"),
+        executor=getattr(kwargs.get("executor"), "value", None),
+        dask_address=kwargs.get("dask_address"),
         # choices arrive as enum members (--archived): the config gets their plain value
         source_flags={flag: getattr(kwargs.get(flag), "value", kwargs.get(flag)) for flag in SOURCE_FLAG_KEYS},
     )
@@ -488,6 +514,13 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
                          "shard with `migrate export --shard I/N`, then load everything with one `migrate load`")
     # load and run stay in one process (forks load after their parents, which one process orders)
     split = command == "export" and session.run.processes > 1 and not processes.is_child()
+    executor_config = session.config.executor_config()
+    if split and executor_config.name != "threads":
+        raise UsageError(f"--processes and --executor {executor_config.name}: choose one (--executor processes "
+                         "spreads the runs over --workers processes itself)")
+    if executor_config.address and executor_config.name != "dask":
+        raise UsageError(f"executor.address ({session.config.origin('executor.address')}) is for the dask executor: "
+                         f"add --executor dask, or drop the address (executor now: {executor_config.name})")
     if split and session.run.shard:
         raise UsageError("--processes and --shard: choose one (--processes N runs the shards 0/N .. N-1/N itself)")
     if split and not kwargs.get("dry_run"):
@@ -517,6 +550,7 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
             progress=_progress(json_out),
             hooks=session.registry.pm.hook,
             cancel=threading.Event(),
+            executor=_executor(session, executor_config, selection, kwargs, need_source, need_sink),
         )
         if kwargs.get("dry_run"):
             from .ledger import LEDGER_FILE
@@ -551,6 +585,25 @@ def _move(command: str, kwargs: dict[str, Any], need_source: bool, need_sink: bo
     code = summary.exit_code(session.run.strict)
     if code:
         raise typer.Exit(code)
+
+
+def _executor(session: Session, executor_config: Any, selection: Selection, kwargs: dict[str, Any],
+              need_source: bool, need_sink: bool) -> Any:
+    """The chosen executor; a worker process rebuilds the components from the merged config it carries."""
+    from .executors import WorkerSpec, make_executor, new_token
+
+    spec = WorkerSpec(
+        token=new_token(),
+        config=session.config.merged,
+        source=session.run.source if need_source else None,
+        storage=session.run.storage,
+        sink=session.run.sink if need_sink else None,
+        selection=selection,
+        force=bool(kwargs.get("force")),
+        refresh=bool(kwargs.get("refresh")),
+        log_level=_LOG_LEVEL,
+    )
+    return make_executor(executor_config.name, executor_config.address, spec)
 
 
 def _export_workers(session: Session, source: Source | None) -> int | None:
@@ -645,6 +698,7 @@ def _render_summary(data: dict[str, Any]) -> None:
     "migrate export --source demo",
     "migrate export --source neptune3 -p ws/proj --processes 4",
     "migrate export --source neptune2 -p ws/proj --since 2025-01-01 --dry-run",
+    "migrate export --source neptune3 -p ws/proj --executor dask",
 ))
 def export(
     config: ConfigOpt = None,
@@ -667,6 +721,8 @@ def export(
     refresh: RefreshOpt = False,
     shard: ShardOpt = None,
     processes: ProcessesOpt = None,
+    executor: ExecutorOpt = None,
+    dask_address: DaskAddressOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
@@ -680,6 +736,7 @@ def export(
 @app.command(cls=Command, epilog=examples(
     "migrate load --sink pluto",
     "migrate load --sink pluto -p ws/proj --retry-failed",
+    "migrate load --sink pluto --executor dask --dask-address tcp://10.0.0.5:8786",
 ))
 def load(
     config: ConfigOpt = None,
@@ -693,6 +750,8 @@ def load(
     files_path: FilesPathOpt = None,
     force: ForceOpt = False,
     retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = None,
+    dask_address: DaskAddressOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,
@@ -706,6 +765,7 @@ def load(
 @app.command(cls=Command, epilog=examples(
     "migrate run --source neptune3 --sink pluto -p ws/proj",
     "migrate run --source demo --sink pluto --dry-run",
+    "migrate run --source neptune3 --sink pluto --executor processes --workers 8",
 ))
 def run(
     config: ConfigOpt = None,
@@ -728,6 +788,8 @@ def run(
     force: ForceOpt = False,
     refresh: RefreshOpt = False,
     retry_failed: RetryOpt = False,
+    executor: ExecutorOpt = None,
+    dask_address: DaskAddressOpt = None,
     dry_run: DryRunOpt = False,
     strict: StrictOpt = False,
     json_out: JsonOpt = False,

@@ -1,7 +1,7 @@
 """Configuration: `migrate.toml`, env vars, `--set` and flags, merged and validated per plugin.
 
 Precedence: CLI flags and `--set` > env vars (`MIGRATE__<TABLE>__<NAME>__<KEY>`) > file > plugin defaults.
-Tables: `[run]`, `[source.<name>]`, `[storage.<name>]`, `[sink.<name>]`; each plugin's table is validated by
+Tables: `[run]`, `[executor]`, `[source.<name>]`, `[storage.<name>]`, `[sink.<name>]`; each plugin's table is validated by
 its own pydantic model. Errors name the dotted key and, where it came from the file, the line.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 
@@ -23,7 +23,7 @@ from .specs import PluginConfig
 
 DEFAULT_FILE = "migrate.toml"
 ENV_PREFIX = "MIGRATE__"
-TABLES = ("run", "source", "storage", "sink")
+TABLES = ("run", "source", "storage", "sink", "executor")
 PLUGIN_TABLES = {"source": "source", "storage": "storage", "sink": "sink"}
 DEFAULT_ORIGIN = "default"  # Config.origin() of a key no layer sets
 SECRET_WORDS = re.compile(r"(token|secret|password|api_key|apikey|credential)", re.IGNORECASE)
@@ -83,6 +83,16 @@ class RunConfig(PluginConfig):
         return value
 
 
+class ExecutorConfig(PluginConfig):
+    """`[executor]`: where the runs of export, load and run are processed (one task per run)."""
+
+    name: Literal["threads", "processes", "dask"] = Field(
+        "threads", description="threads: this process (default); processes: a local process pool of --workers "
+                               "processes; dask: a Dask cluster (`address`, else a local one).")
+    address: str | None = Field(None, description="Dask only: the scheduler, e.g. tcp://10.0.0.5:8786; unset: a "
+                                                  "LocalCluster on this machine.")
+
+
 @dataclass
 class Layer:
     """One source of settings: its nested values and a label for messages."""
@@ -123,6 +133,9 @@ class Config:
 
     def run_config(self) -> RunConfig:
         return validate(self, RunConfig, ("run",))
+
+    def executor_config(self) -> ExecutorConfig:
+        return validate(self, ExecutorConfig, ("executor",))
 
 
 def _has_path(values: Mapping[str, Any], keys: list[str]) -> bool:

@@ -1,6 +1,6 @@
 """`migrate config show`: the complete effective configuration, where each value came from, secrets masked.
 
-Every key of `[run]` and of each relevant plugin's model (the chosen source, storage and sink, and any
+Every key of `[run]`, `[executor]` and of each relevant plugin's model (the chosen source, storage and sink, and any
 table the config sets) is shown, defaults included. The TOML is written by tomli-w and reads back
 (tomllib) to the same values, so it can be saved as a migrate.toml; each line ends in its origin. TOML has
 no null, so an unset key is a commented-out line, and so is a masked secret (a `********` saved as a
@@ -23,7 +23,8 @@ def effective(session: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """(nested effective config, masked, JSON-ready; dotted key -> origin) for `session` (cli.Session)."""
     from .plugins import KINDS
 
-    values: dict[str, Any] = {"run": session.run.model_dump(mode="json")}
+    values: dict[str, Any] = {"run": session.run.model_dump(mode="json"),
+                              "executor": session.config.executor_config().model_dump(mode="json")}
     for kind in KINDS:
         chosen = getattr(session.run, kind)
         names = set(session.config.table(kind)) | ({chosen} if chosen else set())
@@ -61,8 +62,8 @@ def to_toml(values: dict[str, Any], origins: dict[str, str]) -> str:
     """The config as TOML, each key followed by `# <origin>`; unset keys and secrets commented out."""
     chunks = ["# migrate config show: the effective configuration; each value's origin after it"]
     for kind, tables in values.items():
-        if kind == "run":
-            chunks.append(_table(["run"], tables, origins))
+        if kind in ("run", "executor"):
+            chunks.append(_table([kind], tables, origins))
         else:
             for name, table in tables.items():
                 chunks.append(_table([kind, name], table, origins))

@@ -22,6 +22,7 @@ import structlog
 
 from .api import RunContext, RunReader, RunReport, Selection, Sink, Source, SourceRun, Storage, StoredRun
 from .errors import Cancelled, MigrateError
+from .executors import Executor, ThreadExecutor
 from .ledger import Ledger
 from .progress import Progress
 
@@ -39,6 +40,7 @@ class Outcome:
     reason: str | None = None
     report: RunReport = field(default_factory=RunReport)
     seconds: float = 0.0
+    worker: str | None = None  # host:pid of the process that did it, when not this one (--executor)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -48,6 +50,7 @@ class Outcome:
             "status": self.status,
             "reason": self.reason,
             "seconds": round(self.seconds, 3),
+            **({"worker": self.worker} if self.worker else {}),
             **self.report.as_dict(),
         }
 
@@ -134,6 +137,7 @@ class Orchestrator:
         progress: Progress | None = None,
         hooks: Any = None,
         cancel: threading.Event | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.storage = storage
         self.source = source
@@ -150,6 +154,7 @@ class Orchestrator:
         self.hooks = hooks
         self.cancel = cancel or threading.Event()
         self._ledger: Ledger | None = None
+        self.executor = executor or ThreadExecutor()
 
     # ----------------------------------------------------------------- public commands
 
@@ -288,28 +293,46 @@ class Orchestrator:
         return "already exported (use --refresh for changed runs, --force for all)"
 
     def load_one(self, stored: StoredRun) -> Outcome:
+        """Load one run and keep the ledger: in progress while it loads, then its outcome."""
+        if not self.cancel.is_set():
+            self.load_started(stored)
+        out = self.load_work(stored)
+        self.load_finished(stored, out)
+        return out
+
+    def load_started(self, stored: StoredRun) -> None:
+        assert self.sink is not None
+        self.ledger.set(stored.project_id, stored.run_id, self.sink.target(), "in_progress")
+
+    def load_finished(self, stored: StoredRun, out: Outcome) -> None:
+        """The ledger row of a finished load (written here only: a worker process never opens the ledger)."""
+        assert self.sink is not None
+        target, counts = self.sink.target(), out.report.as_dict()
+        if out.status == "ok":
+            self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=counts,
+                            export_id=stored.export_id)
+        elif out.status == "cancelled":
+            self.ledger.set(stored.project_id, stored.run_id, target, "pending", counts=counts)
+        else:
+            self.ledger.set(stored.project_id, stored.run_id, target, "failed", out.reason, counts)
+
+    def load_work(self, stored: StoredRun) -> Outcome:
+        """Load one run into the sink; no ledger (the caller keeps it), so a worker process can run it."""
         assert self.sink is not None
         started = time.monotonic()
         report = RunReport()
         out = Outcome(stored.project_id, stored.run_id, "load", "ok", report=report)
-        target = self.sink.target()
         live = _LiveRows(self.progress, "load", report)
         try:
             self._check_cancel()
-            export_id = stored.export_id
-            self.ledger.set(stored.project_id, stored.run_id, target, "in_progress")
             ctx = self._context(live, force=self.force)
             self.sink.load_run(RunReader(self.storage, stored), ctx)
             ctx.check_cancelled()
-            self.ledger.set(stored.project_id, stored.run_id, target, "done", counts=report.as_dict(),
-                            export_id=export_id)
         except BaseException as exc:  # noqa: BLE001 - every failure is per run
             if isinstance(exc, Cancelled | KeyboardInterrupt):
                 out.status, out.reason = "cancelled", "interrupted"
-                self.ledger.set(stored.project_id, stored.run_id, target, "pending", counts=report.as_dict())
             else:
                 out.status, out.reason = "failed", describe_error(exc)
-                self.ledger.set(stored.project_id, stored.run_id, target, "failed", out.reason, report.as_dict())
         out.seconds = time.monotonic() - started
         live.settle()
         return out
@@ -443,9 +466,10 @@ class _Job:
         self.orch = orch
         self.summary = summary
         self.load_enabled = load
-        self.export_pool = ThreadPoolExecutor(orch.export_workers, thread_name_prefix="migrate-export")
-        self.load_pool = ThreadPoolExecutor(orch.workers, thread_name_prefix="migrate-load")
+        self.executor = orch.executor
+        self.executor.start(orch)
         self.futures: dict[Future[Outcome], str] = {}
+        self.items: dict[Future[Outcome], SourceRun | StoredRun] = {}  # what each future works on
         self.expected: set[Key] = set()
         self.loaded: dict[Key, bool] = {}
         self.waiting: dict[Key, list[StoredRun]] = {}
@@ -455,8 +479,7 @@ class _Job:
     def shutdown(self) -> None:
         for future in self.futures:
             future.cancel()
-        self.export_pool.shutdown(wait=True, cancel_futures=True)
-        self.load_pool.shutdown(wait=True, cancel_futures=True)
+        self.executor.shutdown()
 
     # -- exports (run, export)
     def run_exports(self, runs: Iterator[SourceRun]) -> None:
@@ -523,13 +546,15 @@ class _Job:
     def _submit_exports(self, runs: list[SourceRun]) -> None:
         source = self.orch.source
         assert source is not None
-        if getattr(source, "prepare_runs", 1) > 1:
+        # a worker process exports with its own source: what this one would prepare does not reach it
+        if getattr(source, "prepare_runs", 1) > 1 and not self.executor.remote:
             try:
                 source.prepare(list(runs), self.orch.selection)
             except Exception as exc:  # noqa: BLE001 - a shortcut failed; each run is still exported alone
                 log.warning("prepare_failed", runs=len(runs), error=describe_error(exc))
         for run in runs:
-            self.futures[self.export_pool.submit(self.orch.export_one, run, True)] = "export"
+            future = self.executor.submit_export(run)
+            self.futures[future], self.items[future] = "export", run
 
     def _listing_finished(self) -> None:
         """Every run is known now: forks parked for a parent that was never listed can load."""
@@ -573,12 +598,28 @@ class _Job:
         done, _ = wait(list(self.futures), timeout=0.2, return_when=FIRST_COMPLETED)
         for future in done:
             kind = self.futures.pop(future)
-            outcome = future.result()
+            item = self.items.pop(future)
+            outcome = self._remote_outcome(kind, item, future) if self.executor.remote else future.result()
             self._record(outcome)
             if kind == "export":
                 self._after_export(outcome)
             else:
                 self._after_load(outcome)
+
+    def _remote_outcome(self, kind: str, item: SourceRun | StoredRun, future: Future[Outcome]) -> Outcome:
+        """A worker process's outcome: its rows and bytes counted here, its load written to the ledger here."""
+        try:
+            outcome = future.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker or an unpicklable value fails that run only
+            outcome = Outcome(item.project_id, item.run_id, kind, "failed",
+                              f"{self.executor.name} task failed: {describe_error(exc)}")
+        self.orch.progress.rows(outcome.report.rows, kind)
+        if outcome.report.bytes:
+            self.orch.progress.bytes(outcome.report.bytes, kind)
+        if kind == "load":
+            assert isinstance(item, StoredRun)
+            self.orch.load_finished(item, outcome)
+        return outcome
 
     def _record(self, outcome: Outcome) -> None:
         self.summary.outcomes.append(outcome)
@@ -661,7 +702,8 @@ class _Job:
         self._loaded(run.key, False)
 
     def _submit_load(self, run: StoredRun) -> None:
-        self.futures[self.load_pool.submit(self.orch.load_one, run)] = "load"
+        future = self.executor.submit_load(run)
+        self.futures[future], self.items[future] = "load", run
 
     def _loaded(self, key: Key, ok: bool) -> None:
         self.loaded[key] = ok
