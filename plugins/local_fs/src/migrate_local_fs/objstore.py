@@ -46,7 +46,15 @@ from migrate_core.manifest import FORMAT, finish_manifest, new_manifest
 from migrate_core.paths import safe_relative, safe_segment
 
 from . import URL_RE
-from .storage import COPY_CHUNK, MANIFEST_SUFFIX, PART_RE, LocalFsStorage, LocalRunWriter, _short
+from .storage import (
+    COPY_CHUNK,
+    MANIFEST_SUFFIX,
+    PART_RE,
+    LocalFsStorage,
+    LocalRunWriter,
+    _short,
+    wanted_columns,
+)
 
 _s3_finalizer_registered = False
 
@@ -233,29 +241,15 @@ class ObjectStoreStorage(LocalFsStorage):
         run = super()._stored(project_dir, stem, paths)
         return dataclasses.replace(run, location=self._url(run.location))
 
-    def _identity(self, project_dir: Any, stem: str, parts: list[Any]) -> tuple[str, str]:
-        for path in sorted(parts, key=lambda p: p.name):
-            try:
-                with self.fs.open_input_file(str(path)) as handle:
-                    pf = pq.ParquetFile(handle)
-                    if pf.metadata.num_rows == 0:
-                        continue
-                    table = pf.read_row_group(0, columns=["project_id", "run_id"])
-            except Exception:
-                continue
-            if table.num_rows:
-                return str(table["project_id"][0].as_py()), str(table["run_id"][0].as_py())
-        return project_dir.name, stem
+    def _open_parquet(self, path: Any) -> Any:
+        return self.fs.open_input_file(str(path))
 
     # ---------------------------------------------------------------- reading
 
     def read(
         self, run: StoredRun, columns: Iterable[str] | None = None, batch_rows: int = 262_144
     ) -> Iterator[pa.RecordBatch]:
-        wanted = list(columns) if columns is not None else list(SCHEMA.names)
-        unknown = [c for c in wanted if c not in SCHEMA.names]
-        if unknown:
-            raise ValueError(f"unknown columns {unknown}")
+        wanted = wanted_columns(columns)
         for part in run.parts:
             try:
                 handle = self.fs.open_input_file(part)

@@ -12,6 +12,7 @@ loaders ignore them (exporter-format.md section 7.1).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import os
@@ -57,6 +58,15 @@ def _fsync_file(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def wanted_columns(columns: Iterable[str] | None) -> list[str]:
+    """The columns a `read` asks for (all of the schema's by default); an unknown one is a caller's error."""
+    wanted = list(columns) if columns is not None else list(SCHEMA.names)
+    unknown = [c for c in wanted if c not in SCHEMA.names]
+    if unknown:
+        raise ValueError(f"unknown columns {unknown}")
+    return wanted
 
 
 class LocalFsStorage(Storage):
@@ -231,29 +241,32 @@ class LocalFsStorage(Storage):
 
     _read_manifest = staticmethod(read_manifest)  # objstore.py reads it through pyarrow.fs
 
-    def _identity(self, project_dir: Path, stem: str, parts: list[Path]) -> tuple[str, str]:
+    def _identity(self, project_dir: Any, stem: str, parts: list[Any]) -> tuple[str, str]:
         """Ids come from the columns (file names are not reversible); unreadable parts fall back to names."""
         for path in sorted(parts, key=lambda p: p.name):
             try:
-                pf = pq.ParquetFile(path)
-                if pf.metadata.num_rows == 0:
-                    continue
-                table = pf.read_row_group(0, columns=["project_id", "run_id"])
+                with self._open_parquet(path) as source:
+                    pf = pq.ParquetFile(source)
+                    if pf.metadata.num_rows == 0:
+                        continue
+                    table = pf.read_row_group(0, columns=["project_id", "run_id"])
             except Exception:
                 continue
             if table.num_rows:
                 return str(table["project_id"][0].as_py()), str(table["run_id"][0].as_py())
         return project_dir.name, stem
 
+    def _open_parquet(self, path: Any) -> contextlib.AbstractContextManager[Any]:
+        """What `pq.ParquetFile` reads a part from, as a context: here the path itself (an object store
+        opens a stream on its filesystem)."""
+        return contextlib.nullcontext(path)
+
     # ---------------------------------------------------------------- reading
 
     def read(
         self, run: StoredRun, columns: Iterable[str] | None = None, batch_rows: int = 262_144
     ) -> Iterator[pa.RecordBatch]:
-        wanted = list(columns) if columns is not None else list(SCHEMA.names)
-        unknown = [c for c in wanted if c not in SCHEMA.names]
-        if unknown:
-            raise ValueError(f"unknown columns {unknown}")
+        wanted = wanted_columns(columns)
         for part in run.parts:
             yield from self._read_part(Path(part), wanted, batch_rows)
 
