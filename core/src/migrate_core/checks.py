@@ -71,6 +71,14 @@ class DoctorContext:
     components: dict[str, str] = field(default_factory=dict)  # kind -> chosen plugin name
 
 
+def env_secret(env: str, what: str, fix: str) -> tuple[str, CheckResult | None]:
+    """The secret in environment variable `env`, stripped, and the failed `credentials` check when it is unset."""
+    secret = os.environ.get(env, "").strip()
+    if secret:
+        return secret, None
+    return "", failed("credentials", f"no {what}: ${env} is not set", fix)
+
+
 def mask(secret: str) -> str:
     """A secret as it may be shown: its last 4 characters when it is long enough that they give nothing away."""
     secret = secret.strip()

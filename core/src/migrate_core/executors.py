@@ -24,6 +24,7 @@ import sys
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Executor as PoolExecutor
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -225,25 +226,23 @@ def _finish(outcome: Outcome) -> Outcome:
     return outcome
 
 
-def remote_export(spec: WorkerSpec, run: SourceRun) -> Outcome:
-    """One run's export in a worker process (its skip was decided by the orchestrator)."""
+def _remote(spec: WorkerSpec, project_id: str, run_id: str, stage: str, work: Callable[[Any], Outcome]) -> Outcome:
+    """`work(orchestrator)` for one run in a worker process; components that cannot start fail that run."""
     from .orchestrator import Outcome, describe_error
 
     try:
         orch = _components(spec)
     except Exception as exc:  # noqa: BLE001 - said per run, like any failure
-        return _finish(Outcome(run.project_id, run.run_id, "export", "failed",
+        return _finish(Outcome(project_id, run_id, stage, "failed",
                                f"the worker could not start the components: {describe_error(exc)}"))
-    return _finish(orch.export_one(run, True))
+    return _finish(work(orch))
+
+
+def remote_export(spec: WorkerSpec, run: SourceRun) -> Outcome:
+    """One run's export in a worker process (its skip was decided by the orchestrator)."""
+    return _remote(spec, run.project_id, run.run_id, "export", lambda orch: orch.export_one(run, True))
 
 
 def remote_load(spec: WorkerSpec, stored: StoredRun) -> Outcome:
     """One run's load in a worker process; the orchestrator writes its ledger row."""
-    from .orchestrator import Outcome, describe_error
-
-    try:
-        orch = _components(spec)
-    except Exception as exc:  # noqa: BLE001 - said per run, like any failure
-        return _finish(Outcome(stored.project_id, stored.run_id, "load", "failed",
-                               f"the worker could not start the components: {describe_error(exc)}"))
-    return _finish(orch.load_work(stored))
+    return _remote(spec, stored.project_id, stored.run_id, "load", lambda orch: orch.load_work(stored))

@@ -3,10 +3,8 @@ reachable, the token exchanged (the client's own sign-in), and every selected pr
 
 from __future__ import annotations
 
-import os
-
 from migrate_core.api import Selection
-from migrate_core.checks import CheckResult, DoctorContext, failed, mask, passed, reachable
+from migrate_core.checks import CheckResult, DoctorContext, env_secret, failed, mask, passed, reachable
 from migrate_core.errors import MigrateError
 
 from .config import Neptune2Config
@@ -21,9 +19,9 @@ def checks(config: Neptune2Config, context: DoctorContext) -> list[CheckResult]:
     from neptune.internal.credentials import Credentials
 
     env = config.api_token_env
-    token = os.environ.get(env, "").strip()
-    if not token:
-        return [failed("credentials", f"no Neptune API token: ${env} is not set", TOKEN_FIX.format(env=env))]
+    token, missing = env_secret(env, "Neptune API token", TOKEN_FIX.format(env=env))
+    if missing is not None:
+        return [missing]
     try:
         credentials = Credentials.from_token(token)
     except NeptuneInvalidApiTokenException:

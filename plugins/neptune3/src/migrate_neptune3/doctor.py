@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 from migrate_core.api import Selection
-from migrate_core.checks import CheckResult, DoctorContext, failed, mask, passed, reachable
+from migrate_core.checks import CheckResult, DoctorContext, env_secret, failed, mask, passed, reachable
 from migrate_core.errors import MigrateError
 
 from .config import Neptune3Config
@@ -22,9 +21,9 @@ def checks(config: Neptune3Config, context: DoctorContext) -> list[CheckResult]:
     from .client import Neptune3Client, check_token
 
     env = config.api_token_env
-    token = os.environ.get(env, "").strip()
-    if not token:
-        return [failed("credentials", f"no Neptune API token: ${env} is not set", TOKEN_FIX.format(env=env))]
+    token, missing = env_secret(env, "Neptune API token", TOKEN_FIX.format(env=env))
+    if missing is not None:
+        return [missing]
     try:
         check_token(token, env)
     except MigrateError as exc:
